@@ -1,0 +1,1 @@
+"""Getting an artifact onto disk (or stdout) safely, with progress."""

@@ -1,0 +1,24 @@
+"""Command line: click parses, the layers below work, errors become exit codes.
+
+Only click is imported at start-up; every command imports what it needs when it runs,
+so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from kubectl_dotnet_monitor import __version__
+from kubectl_dotnet_monitor.cli.app import cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (``kubectl-dotnet_monitor``)."""
+    from kubectl_dotnet_monitor.cli.app import run
+
+    sys.exit(run(cli, argv))
+
+
+__all__ = ["cli", "main", "__version__", "click"]

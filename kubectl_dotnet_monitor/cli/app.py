@@ -1,0 +1,92 @@
+"""The root command group and the error-to-exit-code boundary."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from kubectl_dotnet_monitor import __version__
+from kubectl_dotnet_monitor.errors import ExitCode, PluginError
+
+
+def _prog_name() -> str:
+    """Usage says ``kubectl dotnet-monitor`` when kubectl dispatched us (argv[0] is kubectl-…)."""
+    base = os.path.basename(sys.argv[0] or "")
+    if base.startswith("kubectl-"):
+        return "kubectl " + base[len("kubectl-"):].replace("_", "-")
+    return "kubectl dotnet-monitor"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("-v", "--verbose", count=True, help="More detail on stderr; tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
+    """Collect GC dumps, memory dumps, traces, logs and metrics from .NET pods.
+
+    dotnet-monitor is injected into the pod as an ephemeral container when needed,
+    reached through an inline port-forward, and the artifact is streamed to disk.
+
+    \b
+    Examples:
+      kubectl dotnet-monitor gcdump mypod
+      kubectl dotnet-monitor inject mypod -n shop
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["verbose"] = verbose
+
+
+@cli.command()
+def version() -> None:
+    """Print the plugin version.
+
+    \b
+    Example:
+      kubectl dotnet-monitor version
+    """
+    click.echo(f"kubectl-dotnet_monitor {__version__}")
+
+
+def run(group: click.Group, argv: list[str] | None = None) -> int:
+    """Run the CLI and turn every outcome into an exit code; never let a traceback out unless -v."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = any(a in ("-v", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in args)
+    try:
+        group.main(args=args, prog_name=_prog_name(), standalone_mode=False)
+        return ExitCode.OK
+    except click.exceptions.Abort:
+        click.echo("error: interrupted", err=True)
+        return ExitCode.INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()
+        return ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except PluginError as exc:
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"error: {exc.message}", err=True)
+        if exc.hint:
+            click.echo(exc.hint, err=True)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # Reader went away (e.g. `| head`): not our failure; silence the flush at exit.
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return ExitCode.OK
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"error: unexpected {type(exc).__name__}: {exc}", err=True)
+        click.echo("This is a bug in kubectl-dotnet_monitor; run again with -v and report the output.", err=True)
+        return ExitCode.FAILURE

@@ -1,0 +1,1 @@
+"""Talking to the Kubernetes API the way kubectl does: kubeconfig, credentials, REST."""

@@ -1,0 +1,1 @@
+"""dotnet-monitor's HTTP API, spoken through a pod tunnel."""

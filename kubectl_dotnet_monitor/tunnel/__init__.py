@@ -1,0 +1,1 @@
+"""Port-forwarding to a pod inline, over the API server's websocket protocol."""
