@@ -8,6 +8,7 @@ import sys
 import click
 
 from kubectl_dotnet_monitor import __version__
+from kubectl_dotnet_monitor.cli.options import KUBE_FLAGS, kube_options
 from kubectl_dotnet_monitor.errors import ExitCode, PluginError
 
 
@@ -21,8 +22,9 @@ def _prog_name() -> str:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("-v", "--verbose", count=True, help="More detail on stderr; tracebacks on errors.")
+@kube_options
 @click.pass_context
-def cli(ctx: click.Context, verbose: int) -> None:
+def cli(ctx: click.Context, verbose: int, **flags: object) -> None:
     """Collect GC dumps, memory dumps, traces, logs and metrics from .NET pods.
 
     dotnet-monitor is injected into the pod as an ephemeral container when needed,
@@ -35,6 +37,7 @@ def cli(ctx: click.Context, verbose: int) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["verbose"] = verbose
+    ctx.obj["kube_flags"] = {name: flags.get(name) for name in KUBE_FLAGS}
 
 
 @cli.command()
@@ -48,10 +51,26 @@ def version() -> None:
     click.echo(f"kubectl-dotnet_monitor {__version__}")
 
 
+def _raise_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C (temporary files are removed) and exits 143."""
+    import signal
+
+    from kubectl_dotnet_monitor.errors import Interrupted
+
+    def handler(signum: int, _frame: object) -> None:
+        raise Interrupted("terminated (SIGTERM)", signum=signum)
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. embedded in tests): leave the default
+        pass
+
+
 def run(group: click.Group, argv: list[str] | None = None) -> int:
     """Run the CLI and turn every outcome into an exit code; never let a traceback out unless -v."""
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = any(a in ("-v", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in args)
+    _raise_on_sigterm()
     try:
         group.main(args=args, prog_name=_prog_name(), standalone_mode=False)
         return ExitCode.OK
@@ -90,3 +109,11 @@ def run(group: click.Group, argv: list[str] | None = None) -> int:
         click.echo(f"error: unexpected {type(exc).__name__}: {exc}", err=True)
         click.echo("This is a bug in kubectl-dotnet_monitor; run again with -v and report the output.", err=True)
         return ExitCode.FAILURE
+
+
+# Commands. Their modules import only click at the top; the work is imported when a command runs.
+from kubectl_dotnet_monitor.cli.inject_cmd import inject  # noqa: E402
+from kubectl_dotnet_monitor.cli.gcdump_cmd import gcdump  # noqa: E402
+
+cli.add_command(inject)
+cli.add_command(gcdump)

@@ -773,10 +773,8 @@ def _as_monitor(container: dict, status: dict | None) -> ExistingMonitor | None:
 
 
 def _reuse_warnings(monitor: ExistingMonitor, options: MonitorOptions) -> list[str]:
-    warnings = [
-        f"reusing monitor {monitor.name!r} ({monitor.describe_state()}) already in the pod: "
-        "an ephemeral container cannot be changed, and a second one would compete for its port"
-    ]
+    # Reuse itself is announced by the caller; warn only where the monitor differs from what was asked.
+    warnings: list[str] = []
     if monitor.no_auth and options.auth:
         warnings.append(f"monitor {monitor.name!r} runs without authentication (--no-auth)")
     if monitor.all_interfaces:
