@@ -1,0 +1,1 @@
+"""Tests and the sandbox (a simulated cluster) for kubectl dotnet-monitor."""

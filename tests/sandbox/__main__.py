@@ -1,0 +1,152 @@
+"""python -m tests.sandbox up [--scenario NAME] [--state-dir DIR] [--detach] | down | list"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.sandbox",
+                                     description="A simulated Kubernetes cluster on loopback.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start a scenario (foreground unless --detach)")
+    up.add_argument("--scenario", default="basic")
+    up.add_argument("--state-dir", help="default: .sandbox/<scenario>")
+    up.add_argument("--detach", action="store_true", help="run in the background, return when ready")
+    up.add_argument("--log", action="store_true", help="log every API request to stderr")
+    down = sub.add_parser("down", help="stop a detached sandbox")
+    down.add_argument("--scenario", default="basic")
+    down.add_argument("--state-dir")
+    sub.add_parser("list", help="scenarios, and sandboxes running under .sandbox/")
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        return cmd_up(args)
+    if args.command == "down":
+        return cmd_down(_state_dir(args))
+    return cmd_list()
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    from . import default_state_dir
+
+    return Path(args.state_dir).resolve() if args.state_dir else default_state_dir(args.scenario)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    state_dir = _state_dir(args)
+    if args.detach:
+        return _up_detached(args, state_dir)
+    from . import Sandbox
+
+    sandbox = Sandbox(args.scenario, state_dir, log=args.log or None)
+    try:
+        sandbox.start()
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    kubeconfig = state_dir / "kubeconfig"
+    print(f"sandbox {sandbox.scenario.name!r} ({sandbox.scenario.version['gitVersion']}) at "
+          f"{sandbox.server}", flush=True)
+    print(f"kubeconfig: {kubeconfig}", flush=True)
+    print(f"export KUBECONFIG={kubeconfig}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        sandbox.stop()
+    return 0
+
+
+def _up_detached(args: argparse.Namespace, state_dir: Path) -> int:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state_file = state_dir / "state.json"
+    if state_file.exists():
+        try:
+            pid = json.loads(state_file.read_text())["pid"]
+            os.kill(pid, 0)
+            print(f"error: a sandbox is already running from {state_dir} (pid {pid})",
+                  file=sys.stderr)
+            return 1
+        except (OSError, ValueError, KeyError):
+            state_file.unlink(missing_ok=True)
+    root = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "-m", "tests.sandbox", "up", "--scenario", args.scenario,
+           "--state-dir", str(state_dir)]
+    if args.log:
+        cmd.append("--log")
+    log = open(state_dir / "sandbox.log", "wb")
+    proc = subprocess.Popen(cmd, cwd=root, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.stderr.write((state_dir / "sandbox.log").read_text(errors="replace"))
+            print(f"error: the sandbox exited with status {proc.returncode}", file=sys.stderr)
+            return 1
+        if state_file.exists():
+            try:
+                state = json.loads(state_file.read_text())
+            except ValueError:
+                state = {}
+            if state.get("pid") == proc.pid:
+                print(f"sandbox {args.scenario!r} at {state['server']} (pid {proc.pid})")
+                print(f"export KUBECONFIG={state['kubeconfig']}")
+                return 0
+        time.sleep(0.02)
+    proc.terminate()
+    print("error: the sandbox did not become ready in 20 s", file=sys.stderr)
+    return 1
+
+
+def cmd_down(state_dir: Path) -> int:
+    state_file = state_dir / "state.json"
+    if not state_file.exists():
+        print(f"no sandbox running from {state_dir}", file=sys.stderr)
+        return 0
+    pid = json.loads(state_file.read_text())["pid"]
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        state_file.unlink(missing_ok=True)
+        return 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    state_file.unlink(missing_ok=True)
+    return 0
+
+
+def cmd_list() -> int:
+    from . import scenario
+
+    for name in scenario.available():
+        s = scenario.load(name)
+        print(f"{name:14} {s.version['gitVersion']:10} {s.description.strip().splitlines()[0] if s.description else ''}")
+    root = Path.cwd() / ".sandbox"
+    for state_file in sorted(root.glob("*/state.json")):
+        state = json.loads(state_file.read_text())
+        print(f"running: {state['scenario']} at {state['server']} (pid {state['pid']}, "
+              f"{state_file.parent})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

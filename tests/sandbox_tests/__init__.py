@@ -1,0 +1,1 @@
+"""Tests of the sandbox cluster itself, run with real kubectl and the Python client."""
