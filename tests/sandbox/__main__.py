@@ -26,7 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     down.add_argument("--scenario", default="basic")
     down.add_argument("--state-dir")
     sub.add_parser("list", help="scenarios, and sandboxes running under .sandbox/")
+    arts = sub.add_parser("artifacts", help="what the simulated monitors sent (bytes, SHA-256)")
+    arts.add_argument("--scenario", default="basic")
+    arts.add_argument("--state-dir")
     args = parser.parse_args(argv)
+    if args.command == "artifacts":
+        return cmd_artifacts(_state_dir(args))
     if args.command == "up":
         return cmd_up(args)
     if args.command == "down":
@@ -131,6 +136,18 @@ def cmd_down(state_dir: Path) -> int:
     else:
         os.kill(pid, signal.SIGKILL)
     state_file.unlink(missing_ok=True)
+    return 0
+
+
+def cmd_artifacts(state_dir: Path) -> int:
+    """One line per artifact served: pod, route, bytes, SHA-256, complete."""
+    from .control import SandboxControl
+
+    for record in SandboxControl(state_dir).artifacts():
+        if "sha256" not in record:
+            continue  # kubelet events share the log
+        print(f"{record.get('pod', '?'):28} {record.get('route', '?'):12} {record.get('bytes', 0):>12} "
+              f"sha256={record.get('sha256', '?')} complete={record.get('complete')}")
     return 0
 
 

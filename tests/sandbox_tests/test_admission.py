@@ -14,7 +14,7 @@ import pytest
 
 from tests.sandbox import admission as adm
 
-SAMPLE_CONFIG = Path("/work/shared/reference/ephemeral-sample-config.yaml")
+from tests.reference import SAMPLE_CUSTOM as SAMPLE_CONFIG
 FORBIDDEN = "cannot be set for an Ephemeral Container"
 
 

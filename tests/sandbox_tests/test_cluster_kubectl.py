@@ -13,8 +13,7 @@ import yaml
 
 from tests.sandbox import SandboxHandle
 
-SAMPLE_CUSTOM = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / \
-    "ephemeral-sample-config.yaml"
+from tests.reference import SAMPLE_CUSTOM
 MONITOR_IMAGE = "mcr.microsoft.com/dotnet/monitor:9"
 
 VERSIONS = [None, "1.29", "1.31"]

@@ -18,8 +18,7 @@ import pytest
 
 from tests.sandbox import SandboxHandle
 
-SAMPLE_CUSTOM = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / \
-    "ephemeral-sample-config.yaml"
+from tests.reference import SAMPLE_CUSTOM
 MONITOR_IMAGE = "mcr.microsoft.com/dotnet/monitor:9"
 
 

@@ -11,7 +11,7 @@ import pytest
 from kubectl_dotnet_monitor.errors import UsageError
 from kubectl_dotnet_monitor.inject.custom import apply_custom, check_custom, load_custom_spec
 
-SAMPLE = Path("/work/shared/reference/ephemeral-sample-config.yaml")
+from tests.reference import SAMPLE_CUSTOM as SAMPLE
 SAMPLE_TEXT = """{
   "volumeMounts": [
     { "name": "diagvol", "mountPath": "/diag" },

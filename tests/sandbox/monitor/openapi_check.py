@@ -12,8 +12,9 @@ import copy
 import json
 import os
 import re
+from pathlib import Path
 
-DEFAULT_SPEC = "/work/shared/reference/dotnet-monitor-openapi.json"
+DEFAULT_SPEC = str(Path(__file__).resolve().parents[2] / "reference" / "dotnet-monitor-openapi.json")
 
 #: Status codes the reference (dotnet-monitor-api.md §1.3, §2, §3) documents but the OpenAPI
 #: document omits: (method or "*", route regex, status, reason). Their bodies must be empty unless
