@@ -26,7 +26,7 @@ from kubectl_dotnet_monitor.cli.options import (
 @click.pass_context
 def gcdump(ctx: click.Context, pod: str, pid: int | None, uid: str | None, process_name: str | None,
            output: str | None, overwrite: bool, idle_timeout: float, wait_when_busy: bool, quiet: bool,
-           app_container: str | None, image: str | None, config_file: str | None, no_auth: bool,
+           app_container: str | None, image: str | None, config_file: str | None, rules_file: str | None, no_auth: bool,
            wait_timeout: float, no_inject: bool, **flags: object) -> None:
     """Save a GC heap dump (.gcdump) of the .NET process in POD.
 
@@ -46,7 +46,7 @@ def gcdump(ctx: click.Context, pod: str, pid: int | None, uid: str | None, proce
     from kubectl_dotnet_monitor.session import open_session
 
     pod = _pod_name(pod)
-    request = build_inject_request(app_container, image, config_file, no_auth, wait_timeout)
+    request = build_inject_request(app_container, image, config_file, no_auth, wait_timeout, rules_file)
     selector = ProcessSelector(pid=pid, uid=uid, name=process_name)
     transfer = TransferOptions(idle_timeout=idle_timeout, wait_when_busy=wait_when_busy, quiet=quiet)
     # Check -o before touching the cluster: a typo should not cost an injection.

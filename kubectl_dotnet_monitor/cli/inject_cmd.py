@@ -15,7 +15,7 @@ from kubectl_dotnet_monitor.cli.options import build_inject_request, inject_opti
 @kube_options
 @click.pass_context
 def inject(ctx: click.Context, pod: str, app_container: str | None, image: str | None, config_file: str | None,
-           no_auth: bool, wait_timeout: float, dry_run: bool, **flags: object) -> None:
+           rules_file: str | None, no_auth: bool, wait_timeout: float, dry_run: bool, **flags: object) -> None:
     """Inject dotnet-monitor into POD as an ephemeral container (once per pod lifetime).
 
     The monitor shares the app container's diagnostic socket and volume, binds
@@ -33,7 +33,7 @@ def inject(ctx: click.Context, pod: str, app_container: str | None, image: str |
     from kubectl_dotnet_monitor.session import connect
 
     pod = _pod_name(pod)
-    request = build_inject_request(app_container, image, config_file, no_auth, wait_timeout)
+    request = build_inject_request(app_container, image, config_file, no_auth, wait_timeout, rules_file)
     conn, client = connect(kube_flags(ctx, **flags))
     if dry_run:
         click.echo(_dry_run(client, conn.namespace, pod, request), nl=False)

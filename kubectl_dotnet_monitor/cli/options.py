@@ -92,6 +92,8 @@ def inject_options(func: F) -> F:
                      help="dotnet-monitor image to inject (default mcr.microsoft.com/dotnet/monitor:10.0)."),
         click.option("--config", "config_file", metavar="FILE", default=None, type=click.Path(dir_okay=False),
                      help="Partial container spec (JSON/YAML) merged into the monitor, like kubectl debug --custom."),
+        click.option("--rules", "rules_file", metavar="FILE", default=None, type=click.Path(dir_okay=False),
+                     help="Collection rules and egress (dotnet-monitor's configuration shape) for an injected monitor."),
         click.option("--no-auth", is_flag=True, default=False,
                      help="Inject the monitor without API-key authentication (insecure; still bound to localhost)."),
         click.option("--timeout", "wait_timeout", type=DURATION, default="2m", show_default=True, metavar="DURATION",
@@ -132,18 +134,28 @@ def output_options(func: F) -> F:
 
 
 def build_inject_request(app_container: str | None, image: str | None, config_file: str | None,
-                         no_auth: bool, wait_timeout: float, extra_env: tuple = (),
-                         needs_listen_mode: bool = False) -> "InjectRequest":  # noqa: F821
-    """Validate the injection flags before any API call (a bad --config fails here)."""
+                         no_auth: bool, wait_timeout: float, rules_file: str | None = None) -> "InjectRequest":  # noqa: F821
+    """Validate the injection flags before any API call (a bad --config or --rules fails here)."""
     from kubectl_dotnet_monitor.inject.custom import check_custom, load_custom_spec
     from kubectl_dotnet_monitor.inject.injector import InjectRequest
     from kubectl_dotnet_monitor.inject.spec import DEFAULT_IMAGE, MonitorOptions
 
+    extra_env: tuple = ()
+    needs_listen_mode = False
+    secret_refs: tuple = ()
+    if rules_file:
+        from kubectl_dotnet_monitor.rules import load_rules
+
+        rules = load_rules(rules_file)
+        for warning in rules.warnings:
+            say(f"warning: {warning}")
+        extra_env, needs_listen_mode = tuple(rules.env), rules.needs_listen_mode
+        secret_refs = tuple(rules.secret_refs)
     options = MonitorOptions(
         image=image or DEFAULT_IMAGE,
         app_container=app_container,
         no_auth=no_auth,
-        extra_env=tuple(extra_env),
+        extra_env=extra_env,
         needs_listen_mode=needs_listen_mode,
     )
     custom = None
@@ -155,4 +167,4 @@ def build_inject_request(app_container: str | None, image: str | None, config_fi
         say("warning: --no-auth: anyone who can reach the monitor's port in the pod can read process memory, "
             "environment and logs; it stays bound to localhost, reachable only through port-forward")
     return InjectRequest(options=options, custom=custom, custom_source=config_file or "--config",
-                         wait_timeout=wait_timeout)
+                         wait_timeout=wait_timeout, secret_refs=secret_refs)

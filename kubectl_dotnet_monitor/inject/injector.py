@@ -41,6 +41,7 @@ class InjectRequest:
     custom: dict | None = None  # --config, already loaded and checked
     custom_source: str = "--config"
     wait_timeout: float = 120.0
+    secret_refs: tuple[tuple[str, str], ...] = ()  # (Secret, key) the rules' env reads via secretKeyRef
 
 
 @dataclass(frozen=True)
@@ -129,8 +130,32 @@ def ensure_monitor(
             f"inject one first (kubectl dotnet-monitor inject {pod_name} -n {namespace}) or drop --no-inject",
         )
     check_cluster_version(client.version())
+    check_secret_refs(client, namespace, request.secret_refs, say)
     pod = inject(client, pod, plan, request, say)
     return _endpoint(pod, plan, created=True)
+
+
+def check_secret_refs(client: object, namespace: str, refs: tuple[tuple[str, str], ...], say: Say) -> None:
+    """Every Secret key the rules reference must exist: a missing one would leave the monitor stuck
+    in CreateContainerConfigError, and an ephemeral container can never be fixed."""
+    from kubectl_dotnet_monitor.kube.api import ApiForbidden, ApiNotFound
+
+    for name, key in refs:
+        try:
+            secret = client.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        except ApiNotFound:
+            raise NotReadyError(
+                f"the rules reference Secret {namespace}/{name}, which does not exist",
+                f"create it first: kubectl create secret generic {name} -n {namespace} --from-literal={key}=...",
+            ) from None
+        except ApiForbidden:
+            say(f"warning: cannot check that Secret {namespace}/{name} exists (not allowed to read Secrets)")
+            continue
+        if key not in (secret.get("data") or {}):
+            raise NotReadyError(
+                f"Secret {namespace}/{name} has no key {key!r}, which the rules reference",
+                f"add it: kubectl patch secret {name} -n {namespace} --type merge -p '{{\"stringData\":{{\"{key}\":\"...\"}}}}'",
+            )
 
 
 def render_container(pod: dict, plan: InjectionPlan, request: InjectRequest, *, key_secret_name: str | None,
