@@ -117,3 +117,13 @@ from kubectl_dotnet_monitor.cli.gcdump_cmd import gcdump  # noqa: E402
 
 cli.add_command(inject)
 cli.add_command(gcdump)
+
+from kubectl_dotnet_monitor.cli.doctor_cmd import doctor  # noqa: E402
+from kubectl_dotnet_monitor.cli.prepare_cmd import prepare  # noqa: E402
+from kubectl_dotnet_monitor.cli.rbac_cmd import rbac  # noqa: E402
+from kubectl_dotnet_monitor.cli.rules_cmd import rules  # noqa: E402
+
+cli.add_command(doctor)
+cli.add_command(prepare)
+cli.add_command(rbac)
+cli.add_command(rules)
