@@ -127,3 +127,21 @@ cli.add_command(doctor)
 cli.add_command(prepare)
 cli.add_command(rbac)
 cli.add_command(rules)
+
+from kubectl_dotnet_monitor.cli.completion import register as register_completion  # noqa: E402
+
+register_completion(cli)
+
+from kubectl_dotnet_monitor.cli.dump_cmd import dump; cli.add_command(dump)  # noqa: E402,E702
+from kubectl_dotnet_monitor.cli.trace_cmd import trace; cli.add_command(trace)  # noqa: E402,E702
+from kubectl_dotnet_monitor.cli.logs_cmd import logs; cli.add_command(logs)  # noqa: E402,E702
+from kubectl_dotnet_monitor.cli.metrics_cmd import metrics; cli.add_command(metrics)  # noqa: E402,E702
+from kubectl_dotnet_monitor.cli.livemetrics_cmd import livemetrics; cli.add_command(livemetrics)  # noqa: E402,E702
+from kubectl_dotnet_monitor.cli.stacks_cmd import stacks; cli.add_command(stacks)  # noqa: E402,E702
+from kubectl_dotnet_monitor.cli.exceptions_cmd import exceptions; cli.add_command(exceptions)  # noqa: E402,E702
+from kubectl_dotnet_monitor.cli.parameters_cmd import parameters; cli.add_command(parameters)  # noqa: E402,E702
+from kubectl_dotnet_monitor.cli.processes_cmd import processes; cli.add_command(processes)  # noqa: E402,E702
+from kubectl_dotnet_monitor.cli.info_cmd import info; cli.add_command(info)  # noqa: E402,E702
+from kubectl_dotnet_monitor.cli.env_cmd import env; cli.add_command(env)  # noqa: E402,E702
+from kubectl_dotnet_monitor.cli.collectionrules_cmd import collectionrules; cli.add_command(collectionrules)  # noqa: E402,E702
+from kubectl_dotnet_monitor.cli.operations_cmd import operations; cli.add_command(operations)  # noqa: E402,E702
