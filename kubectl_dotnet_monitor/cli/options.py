@@ -168,3 +168,23 @@ def build_inject_request(app_container: str | None, image: str | None, config_fi
             "environment and logs; it stays bound to localhost, reachable only through port-forward")
     return InjectRequest(options=options, custom=custom, custom_source=config_file or "--config",
                          wait_timeout=wait_timeout, secret_refs=secret_refs)
+
+
+def target_options(func: F) -> F:
+    """``TARGET`` (POD, pod/NAME, deploy/NAME, sts/NAME, ds/NAME, rs/NAME), ``-l``, ``--all``, ``--parallel``.
+
+    The command receives ``target``, ``label_selector``, ``all_pods`` and ``parallel``; resolve them
+    with ``kube.targets.resolve_targets`` and, when ``.many``, run through ``fanout.run_many``.
+    """
+    decorators = [
+        click.argument("target", required=False, metavar="TARGET"),
+        click.option("-l", "--selector", "label_selector", metavar="SELECTOR", default=None,
+                     help="Every running pod matching this label selector (e.g. app=web), instead of TARGET."),
+        click.option("--all", "all_pods", is_flag=True, default=False,
+                     help="With a workload TARGET: every running pod of it (default: one pod, as kubectl logs picks)."),
+        click.option("--parallel", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="With several pods: how many at a time (default: min(8, pods))."),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
