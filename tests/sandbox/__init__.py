@@ -40,6 +40,8 @@ class Sandbox:
         self.network: Any = None
         self.recorder: Any = None
         self.kubelet: Any = None
+        self.events: Any = None
+        self.controllers: Any = None
         self.apiserver: Any = None
         self.control_server: Any = None
         self.server = ""
@@ -73,7 +75,16 @@ class Sandbox:
         self.store.load(s.materialize(started))
         self.network = PodNetwork()
         self.recorder = ArtifactRecorder()
+        from .events import EventRecorder
+
+        self.events = EventRecorder(self.store)
         self.kubelet = self._make_kubelet()
+        if self.kubelet is not None:
+            self.kubelet.adopt(self.store.list("pods")[0])
+        from .workloads import Controllers
+
+        self.controllers = Controllers(self.store, s, self.kubelet, self.events)
+        self.controllers.start()
 
         pki = pki_mod.create_pki()
         ca_path = self.state_dir / "ca.crt"
@@ -130,7 +141,8 @@ class Sandbox:
             from .kubelet import Kubelet
         except ImportError:
             return None
-        kubelet = Kubelet(self.store, self.network, self.scenario, self.recorder)
+        kubelet = Kubelet(self.store, self.network, self.scenario, self.recorder,
+                          events=self.events)
 
         def deleted(resource: str, obj: dict) -> None:
             if resource == "pods":
@@ -147,6 +159,8 @@ class Sandbox:
                     part.stop()
                 except Exception:
                     pass
+        if getattr(self, "controllers", None) is not None:
+            self.controllers.stop()
         if self.store is not None:
             self.store.close()
         if self.kubelet is not None:

@@ -292,7 +292,12 @@ _CONTAINER_KINDS = ("containers", "initContainers", "ephemeralContainers")
 
 
 def _list_keys_for(path: tuple[str, ...]) -> dict[str, str]:
-    """Merge keys of the lists inside the map found at `path` (list indices omitted)."""
+    """Merge keys of the lists inside the map found at `path` (list indices omitted).
+
+    A workload's pod template (``spec.template``) has the pod's merge keys; a Pod has no
+    ``spec.template``, so the prefix cannot be confused with a pod path."""
+    if path[:2] == ("spec", "template") and len(path) > 2:
+        return _list_keys_for(path[2:]) if path[2:] != ("status",) else {}
     if path == ("metadata",):
         return _META_LISTS
     if path == ("spec",):
@@ -302,6 +307,34 @@ def _list_keys_for(path: tuple[str, ...]) -> dict[str, str]:
     if len(path) == 2 and path[0] == "spec" and path[1] in _CONTAINER_KINDS:
         return _CONTAINER_LISTS
     return {}
+
+
+def apply_object_patch(obj: dict, body: bytes, content_type: str) -> dict:
+    """Apply a PATCH body to an apps/v1 workload (not modified) and return the patched object.
+
+    Same patch types, errors and strategic merge keys as `apply_patch` (the pod template inside
+    ``spec.template`` merges like a pod); no pod shape check and no pod defaulting."""
+    media = _media_type(content_type)
+    if media == CONTENT_TYPE_SMP:
+        result = _strategic_merge(obj, body)
+    elif media == CONTENT_TYPE_MERGE:
+        result = _merge_patch(obj, body)
+    elif media == CONTENT_TYPE_JSON_PATCH:
+        result = _json_patch(obj, body)
+    else:
+        raise UnsupportedMediaType(_UNKNOWN_PATCH_TYPE)
+    template = (result.get("spec") or {}).get("template") if isinstance(result, dict) else None
+    shape_error = check_pod_shape(template) if isinstance(template, dict) else None
+    if shape_error:
+        patch_repr = body.decode("utf-8", "replace")
+        raise Invalid(
+            f'"" is invalid: patch: Invalid value: {go_quote(patch_repr)}: {shape_error}',
+            [{"reason": "FieldValueInvalid",
+              "message": f"Invalid value: {go_quote(patch_repr)}: {shape_error}",
+              "field": "patch"}],
+            kind="",
+        )
+    return result
 
 
 def _media_type(content_type: str) -> str:

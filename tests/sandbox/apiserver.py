@@ -657,6 +657,8 @@ class Rest:
             return self.create()
         if self.verb == "delete":
             return self.delete()
+        if self.verb in ("patch", "update") and self.group == "apps":
+            return self.workload_write()
         raise method_not_allowed(self.group, r, self.verb)
 
     # ------------------------------------------------------------------ reading
@@ -901,7 +903,8 @@ class Rest:
         if self.req.q("gracePeriodSeconds") is not None:
             grace = int(self.req.q("gracePeriodSeconds"))
         uid = (opts.get("preconditions") or {}).get("uid")
-        if self.resource not in ("pods", "secrets", "configmaps", "events"):
+        if self.resource not in ("pods", "secrets", "configmaps", "events", "deployments",
+                                 "replicasets", "statefulsets", "daemonsets"):
             raise method_not_allowed(self.group, self.resource, "delete")
         if self._dry_run():
             obj = self._lookup()
@@ -924,6 +927,96 @@ class Rest:
                                "status": "Success",
                                "details": {"name": self.name, "kind": self.resource,
                                            "uid": obj["metadata"].get("uid")}})
+
+    def workload_write(self) -> None:
+        """PATCH / PUT of a Deployment, StatefulSet, DaemonSet or ReplicaSet (see workloads.py)."""
+        from . import admission
+        from . import workloads as wl
+
+        kind = st.RESOURCES[self.resource][1]
+        old = self._lookup()
+        try:
+            if self.verb == "patch":
+                ctype = self.h.headers.get("Content-Type") or ""
+                patched = admission.apply_object_patch(old, self.req.body, ctype)
+            else:
+                patched = self._json_body()
+                if patched.get("kind") not in (None, kind) or \
+                        patched.get("apiVersion") not in (None, "apps/v1"):
+                    raise ApiError(400, "BadRequest",
+                                   f"the API version in the data ({patched.get('apiVersion')}) "
+                                   f"does not match the expected API version (apps/v1)")
+        except admission.ApiError as exc:
+            raise ApiError(exc.code, exc.reason, exc.message, exc.details) from None
+        if not isinstance(patched, dict):
+            raise ApiError(422, "Invalid", f'{kind}.apps "{self.name}" is invalid', {})
+        meta = patched.get("metadata") or {}
+        if meta.get("name") and meta["name"] != self.name:
+            raise ApiError(400, "BadRequest", f"the name of the object ({meta['name']}) does not "
+                           f"match the name on the URL ({self.name})")
+        rv = meta.get("resourceVersion")
+        if rv and rv != old["metadata"]["resourceVersion"]:
+            raise ApiError(409, "Conflict",
+                           f'Operation cannot be fulfilled on {self.resource}.apps "{self.name}": '
+                           "the object has been modified; please apply your changes to the latest "
+                           "version and try again", {"name": self.name, "group": "apps",
+                                                     "kind": self.resource})
+        new = wl.prepare_update(self.resource, old, patched)
+        causes = wl.validate_workload(self.resource, old, new)
+        if causes:
+            parts = [f"{c['field']}: {c['message']}" for c in causes]
+            summary = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
+            raise ApiError(422, "Invalid", f'{kind}.apps "{self.name}" is invalid: {summary}',
+                           {"name": self.name, "group": "apps", "kind": kind, "causes": causes})
+        headers: dict[str, str] = {}
+        ns_obj = self.store.snapshot("namespaces", None, self.ns) or {"metadata": {}}
+        level = admission.policy_from_labels(ns_obj["metadata"].get("labels"))
+        warnings = wl.pod_security_warnings(level, new["spec"]["template"], self.name)
+        if warnings:
+            headers["Warning"] = ", ".join(
+                '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                for w in warnings)
+        if self._dry_run():
+            return self.h.send_json(200, new, extra=headers)
+        if new == old:
+            return self.h.send_json(200, old, extra=headers)
+        expect = old["metadata"]["resourceVersion"]
+
+        def write(current: dict) -> dict:
+            # A PATCH is retried on the latest object by the real server; here the patch was
+            # computed on `old`, so a concurrent write (e.g. a status update) is a retry.
+            if current["metadata"]["resourceVersion"] != expect:
+                raise st.Conflict(self.name)
+            return new
+
+        for _attempt in range(5):
+            try:
+                stored = self.store.mutate(self.resource, self.ns, self.name, write)
+                break
+            except st.Conflict:
+                if self.verb == "update" and rv:
+                    raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on '
+                                   f'{self.resource}.apps "{self.name}": the object has been '
+                                   "modified; please apply your changes to the latest version "
+                                   "and try again", {"name": self.name, "group": "apps",
+                                                     "kind": self.resource}) from None
+                old = self._lookup()
+                expect = old["metadata"]["resourceVersion"]
+                try:
+                    if self.verb == "patch":
+                        patched = admission.apply_object_patch(
+                            old, self.req.body, self.h.headers.get("Content-Type") or "")
+                except admission.ApiError as exc:
+                    raise ApiError(exc.code, exc.reason, exc.message, exc.details) from None
+                new = wl.prepare_update(self.resource, old, patched)
+        else:
+            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {self.resource}.apps '
+                           f'"{self.name}": the object has been modified; please apply your '
+                           "changes to the latest version and try again",
+                           {"name": self.name, "group": "apps", "kind": self.resource})
+        if stored is None:
+            raise not_found(self.group, self.resource, self.name)
+        self.h.send_json(200, stored, extra=headers)
 
     # ------------------------------------------------------------------ subresources
 

@@ -13,6 +13,8 @@ use). Every request needs ``Authorization: Bearer <control_token>`` from ``state
     GET    /pods/NS/NAME                   -> pod (404 {"error": ...} when absent)
     DELETE /pods/NS/NAME[?grace=SECONDS]   -> deletes the pod as the API would (graceful)
     GET    /listeners                      -> {"listeners": [{namespace, pod, port, host_port, bind_all}]}
+    POST   /rules/fire  {namespace, pod, rule, pid?, uid?} -> {"operations": [id, ...]}
+                                           (404 when no monitor runs in that pod)
     GET    /scenario                       -> {"name", "version", "users", ...}
 """
 
@@ -158,6 +160,15 @@ class ControlServer:
                     if not finished and sb.kubelet is not None:
                         sb.kubelet.on_pod_changed(pod)
                     return 200, pod
+        if path == "/rules/fire" and method == "POST":
+            monitors = sb.kubelet.monitors(body["namespace"], body["pod"]) if sb.kubelet else []
+            if not monitors:
+                return 404, {"error": f'no running dotnet-monitor in pod {body["namespace"]}/'
+                                      f'{body["pod"]}'}
+            ids = []
+            for handle in monitors:
+                ids += handle.fire_rule(body["rule"], body.get("uid"), body.get("pid"))
+            return 200, {"operations": ids}
         if path == "/listeners" and method == "GET":
             return 200, {"listeners": [asdict(l) for l in sb.network.listeners()]}
         if path == "/scenario" and method == "GET":
@@ -247,6 +258,18 @@ class SandboxControl:
         """Delete a pod as `kubectl delete pod` would (graceful unless grace=0)."""
         suffix = f"?grace={grace}" if grace is not None else ""
         return self._call("DELETE", f"/pods/{namespace}/{name}{suffix}")
+
+    def fire_rule(self, namespace: str, pod: str, rule: str, pid: int | None = None,
+                  uid: str | None = None) -> list[str]:
+        """The trigger of collection rule `rule` fires in the pod's monitor(s) (for every process
+        the rule applies to, or the one with `pid`/`uid`); returns the ids of the operations its
+        actions started (empty when the rule is throttled, finished or executing)."""
+        body: dict[str, Any] = {"namespace": namespace, "pod": pod, "rule": rule}
+        if pid is not None:
+            body["pid"] = pid
+        if uid is not None:
+            body["uid"] = uid
+        return self._call("POST", "/rules/fire", body)["operations"]
 
     def listeners(self) -> list[dict]:
         return self._call("GET", "/listeners")["listeners"]

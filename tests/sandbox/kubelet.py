@@ -20,6 +20,20 @@ What a real node does for `spec.ephemeralContainers` (kubernetes-notes §3.4), a
   ``user.linux {uid, gid, supplementalGroups}``: runAsUser/runAsGroup (container over pod), else
   the image's USER from the scenario, else root.
 * Pod deletion (deletionTimestamp or removal) stops the pod's monitors; nothing is written after.
+* It owns every pod on its nodes, not only ephemeral containers: ``adopt(pods)`` at start rewrites
+  the status of a pod whose container env cannot be resolved (``Pending``,
+  ``CreateContainerConfigError``) and keeps retrying it; a new ``Pending`` pod (from a controller)
+  gets ``ContainerCreating`` -> ``Running``/``Ready``, a pod IP and ``startTime``.
+* Env is resolved as ``makeEnvironmentVariables`` does (``resolve_env``): ``envFrom``, then
+  ``env`` with ``$(VAR)`` expansion, ``valueFrom.secretKeyRef``/``configMapKeyRef`` (``optional``
+  honoured) and ``fieldRef`` (metadata.name/namespace/uid/labels/annotations, spec.nodeName,
+  status.podIP/hostIP...). A missing object or key leaves the container Waiting with
+  ``CreateContainerConfigError`` and the kubelet's message (``secret "NAME" not found``,
+  ``couldn't find key KEY in Secret NS/NAME``). A simulated monitor gets the resolved env, and the
+  pod it sees carries its app containers' resolved env.
+* Events as ``kubectl describe`` shows them (``events=EventRecorder``): Pulling, Pulled, Created,
+  Started, Failed (``Error: ErrImagePull``/``ImagePullBackOff``/config errors), BackOff, with the
+  container's ``fieldPath``.
 
 Collaborators (duck-typed; see the Protocols): the store (``update_pod_status(ns, name, fn)``
 where ``fn`` edits a copy of the pod, returns None when the pod is gone, and may raise the store's
@@ -34,8 +48,9 @@ import hashlib
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 #: Image references a real runtime refuses to parse (lower-case repository, optional tag/digest).
 _IMAGE_REF = re.compile(
@@ -68,7 +83,9 @@ MonitorFactory = Callable[[dict, dict, Any, Any, Any], MonitorHandle]
 
 def _default_monitor_factory(pod: dict, container: dict, scenario: Any, network: Any,
                              recorder: Any) -> MonitorHandle:
-    from tests.sandbox.monitor import start_monitor  # lazy: the monitor package is heavy
+    from tests.sandbox.monitor import (
+        start_monitor,  # lazy: the monitor package is heavy
+    )
 
     return start_monitor(pod, container, scenario, network, recorder)
 
@@ -149,8 +166,11 @@ class Kubelet:
 
     def __init__(self, store: PodStore, network: Any, scenario: Any, recorder: Any = None, *,
                  monitor_factory: MonitorFactory | None = None,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time, events: Any = None) -> None:
         self._store = store
+        self._events = events
+        self._app_runs: dict[tuple[str, str], _Run] = {}  # (pod uid, app container name)
+        self._ip_counter = 100
         self._network = network
         self._scenario = scenario
         self._recorder = recorder
@@ -178,6 +198,8 @@ class Kubelet:
             return
         spec = pod.get("spec") or {}
         status = pod.get("status") or {}
+        if spec.get("nodeName") and status.get("phase") == "Pending":
+            self._start_app_containers(pod)
         if not spec.get("nodeName") or status.get("phase") != "Running":
             return
         known = {s.get("name") for s in status.get("ephemeralContainerStatuses") or []}
@@ -200,10 +222,19 @@ class Kubelet:
                                           daemon=True)
             run.thread.start()
 
+    def monitors(self, namespace: str, pod_name: str) -> list[Any]:
+        """Handles of the running simulated monitors in a pod (oldest container first)."""
+        with self._lock:
+            return [r.monitor for r in self._runs.values()
+                    if r.namespace == namespace and r.pod_name == pod_name
+                    and r.monitor is not None and not r.cancel.is_set()]
+
     def on_pod_deleted(self, pod: dict) -> None:
         """The pod is gone: stop its monitors and runs; nothing more is written."""
         uid = (pod.get("metadata") or {}).get("uid") or ""
         with self._lock:
+            for key in [k for k in self._app_runs if k[0] == uid]:
+                self._app_runs.pop(key).cancel.set()
             runs = [r for (pod_uid, _), r in self._runs.items() if pod_uid == uid]
             for run in runs:
                 run.cancel.set()
@@ -216,6 +247,8 @@ class Kubelet:
         with self._lock:
             self._stopped = True
             runs = list(self._runs.values())
+            for app in self._app_runs.values():
+                app.cancel.set()
         for run in runs:
             run.cancel.set()
             self._stop_monitor(run)
@@ -227,6 +260,8 @@ class Kubelet:
 
     def _terminate_pod(self, uid: str, write_status: bool) -> None:
         with self._lock:
+            for key in [k for k in self._app_runs if k[0] == uid]:
+                self._app_runs[key].cancel.set()
             runs = [r for (pod_uid, _), r in self._runs.items() if pod_uid == uid]
         for run in runs:
             run.cancel.set()
@@ -281,7 +316,12 @@ class Kubelet:
             return
         if not self._write(run, {"waiting": {"reason": "ContainerCreating"}}, image=image):
             return
+        field_path = f"spec.ephemeralContainers{{{run.name}}}"
         if not _IMAGE_REF.match(image):
+            self._event(pod, "Warning", "InspectFailed",
+                        f'Failed to apply default image tag "{image}": couldn\'t parse image name '
+                        f'"{image}": invalid reference format', field_path)
+            self._event(pod, "Warning", "Failed", "Error: InvalidImageName", field_path)
             self._write(run, {"waiting": {
                 "reason": "InvalidImageName",
                 "message": f'Failed to apply default image tag "{image}": couldn\'t parse image '
@@ -289,10 +329,31 @@ class Kubelet:
             self._record("invalid-image", run, image=image)
             return
         if not self._pullable(image):
-            self._pull_forever(run, image)
+            self._pull_forever(run, image, pod, field_path)
             return
+        self._event(pod, "Normal", "Pulling", f'Pulling image "{image}"', field_path)
         if not self._wait(run, knobs.container_start_delay):
             return
+        self._event(pod, "Normal", "Pulled",
+                    f'Successfully pulled image "{image}" in {knobs.container_start_delay:.3g}s '
+                    f'({knobs.container_start_delay:.3g}s including waiting)', field_path)
+        # generateContainerConfig: env from Secrets/ConfigMaps/the downward API, retried on
+        # every sync while it fails (CreateContainerConfigError).
+        while True:
+            current = self._current_pod(run.namespace, run.pod_name, run.pod_uid) or pod
+            env, error = resolve_env(current, run.spec, self._lookup)
+            if error is None:
+                break
+            self._event(current, "Warning", "Failed", f"Error: {error}", field_path)
+            if not self._write(run, {"waiting": {"reason": "CreateContainerConfigError",
+                                                 "message": error}}, image=image):
+                return
+            self._record("container-config-error", run, error=error)
+            if not self._wait(run, max(knobs.image_pull_backoff_delay, 0.2)):
+                return
+        pod = _pod_with_resolved_env(current, self._lookup)
+        run.spec = {**run.spec, "env": env}
+        run.spec.pop("envFrom", None)
         now = self._now()
         run.started_at = _rfc3339(now)
         run.container_id = "containerd://" + hashlib.sha256(
@@ -310,6 +371,10 @@ class Kubelet:
         if not self._write_running(run, pod, info):
             self._stop_monitor(run)
             return
+        created = "Created container: " if getattr(self._scenario, "minor", 33) >= 32 \
+            else "Created container "
+        self._event(pod, "Normal", "Created", created + run.name, field_path)
+        self._event(pod, "Normal", "Started", f"Started container {run.name}", field_path)
         self._record("container-started", run, image=image)
         if run.monitor is not None:
             self._watch_monitor(run)
@@ -335,7 +400,8 @@ class Kubelet:
             else:
                 run.cancel.wait(_EXIT_POLL_INTERVAL)
 
-    def _pull_forever(self, run: _Run, image: str) -> None:
+    def _pull_forever(self, run: _Run, image: str, pod: dict | None = None,
+                      field_path: str | None = None) -> None:
         knobs = self._knobs()
         ref = full_image(image)
         err = (f'rpc error: code = NotFound desc = failed to pull and unpack image "{ref}": '
@@ -347,6 +413,11 @@ class Kubelet:
         while True:
             if not self._wait(run, delay):
                 return
+            if pod is not None:
+                self._event(pod, "Normal", "Pulling", f'Pulling image "{image}"', field_path)
+                self._event(pod, "Warning", "Failed", f'Failed to pull image "{image}": {err}',
+                            field_path)
+                self._event(pod, "Warning", "Failed", "Error: ErrImagePull", field_path)
             if not self._write(run, {"waiting": {"reason": "ErrImagePull", "message": err}},
                                image=image):
                 return
@@ -356,6 +427,10 @@ class Kubelet:
             message = f'Back-off pulling image "{image}"'
             if minor >= 32:
                 message += f": ErrImagePull: {err}"
+            if pod is not None:
+                self._event(pod, "Normal", "BackOff", f'Back-off pulling image "{image}"',
+                            field_path)
+                self._event(pod, "Warning", "Failed", "Error: ImagePullBackOff", field_path)
             if not self._write(run, {"waiting": {"reason": "ImagePullBackOff",
                                                  "message": message}}, image=image):
                 return
@@ -455,7 +530,7 @@ class Kubelet:
             return None
 
         update = getattr(self._store, "update_pod_status", None) \
-            or getattr(self._store, "update_status")
+            or self._store.update_status
         try:
             result = update(run.namespace, run.pod_name, mutate)
         except KeyError:
@@ -464,6 +539,244 @@ class Kubelet:
             run.cancel.set()
             return False
         return True
+
+    # ---- the pod's own containers (every pod on the node, not only ephemeral containers)
+
+    def adopt(self, pods: list[dict]) -> None:
+        """Take over the pods that exist at start: a container whose env cannot be resolved
+        (a missing Secret/ConfigMap or key) was never started by the kubelet, so its status is
+        rewritten to ``CreateContainerConfigError`` and the kubelet keeps retrying it."""
+        for pod in pods:
+            spec = pod.get("spec") or {}
+            meta = pod.get("metadata") or {}
+            if not spec.get("nodeName") or meta.get("deletionTimestamp"):
+                continue
+            if (pod.get("status") or {}).get("phase") == "Pending":
+                self._start_app_containers(pod)
+                continue
+            errors = {c.get("name"): resolve_env(pod, c, self._lookup)[1]
+                      for c in spec.get("containers") or []}
+            errors = {k: v for k, v in errors.items() if v is not None}
+            if not errors:
+                continue
+
+            def demote(p: dict, errors: dict = errors) -> dict | None:
+                ps = p.setdefault("status", {})
+                ps["phase"] = "Pending"
+                for cs in ps.get("containerStatuses") or []:
+                    if cs.get("name") in errors:
+                        cs.update(state={"waiting": {"reason": "CreateContainerConfigError",
+                                                     "message": errors[cs["name"]]}},
+                                  ready=False, started=False, image=cs.get("image", ""))
+                        cs.pop("containerID", None)
+                for c in ps.get("conditions") or []:
+                    if c.get("type") in ("Ready", "ContainersReady"):
+                        c.update(status="False", reason="ContainersNotReady",
+                                 message="containers with unready status: [" +
+                                 " ".join(sorted(errors)) + "]")
+                return None
+
+            updated = self._store.update_pod_status(meta.get("namespace") or "default",
+                                                    meta.get("name") or "", demote)
+            self._start_app_containers(updated or pod, only=set(errors))
+
+    def _start_app_containers(self, pod: dict, only: set | None = None) -> None:
+        meta = pod.get("metadata") or {}
+        uid = meta.get("uid") or ""
+        statuses = {s.get("name"): s for s in (pod.get("status") or {}).get("containerStatuses")
+                    or []}
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            name = container.get("name")
+            if only is not None and name not in only:
+                continue
+            if only is None and "running" in ((statuses.get(name) or {}).get("state") or {}):
+                continue
+            with self._lock:
+                if self._stopped or (uid, name) in self._app_runs:
+                    continue
+                run = _Run(namespace=meta.get("namespace") or "default",
+                           pod_name=meta.get("name") or "", pod_uid=uid, name=name,
+                           spec=dict(container))
+                self._app_runs[(uid, name)] = run
+            run.thread = threading.Thread(target=self._drive_app, args=(run, pod),
+                                          name=f"kubelet app {run.namespace}/{run.pod_name}/{name}",
+                                          daemon=True)
+            run.thread.start()
+
+    def _drive_app(self, run: _Run, pod: dict) -> None:
+        try:
+            self._drive_app_inner(run, pod)
+        except Exception as exc:  # noqa: BLE001
+            self._record("kubelet-error", run, error=repr(exc))
+
+    def _drive_app_inner(self, run: _Run, pod: dict) -> None:
+        knobs = self._knobs()
+        image = run.spec.get("image") or ""
+        field_path = f"spec.containers{{{run.name}}}"
+        if not self._wait(run, min(0.05, knobs.container_start_delay / 4)):
+            return
+        if not self._write_app(run, {"waiting": {"reason": "ContainerCreating"}}, image):
+            return
+        attempt = 0
+        while True:
+            attempt += 1
+            if not self._pullable(image):
+                ref = full_image(image)
+                err = (f'rpc error: code = NotFound desc = failed to pull and unpack image '
+                       f'"{ref}": failed to resolve reference "{ref}": {ref}: not found')
+                reason, message = ("ErrImagePull", err) if attempt % 2 else \
+                    ("ImagePullBackOff", f'Back-off pulling image "{image}"')
+                self._event(pod, "Warning", "Failed", f"Error: {reason}", field_path)
+            else:
+                current = self._current_pod(run.namespace, run.pod_name, run.pod_uid)
+                if current is None:
+                    return
+                _, error = resolve_env(current, run.spec, self._lookup)
+                if error is None:
+                    break
+                reason, message = "CreateContainerConfigError", error
+                self._event(current, "Warning", "Failed", f"Error: {error}", field_path)
+                self._record("container-config-error", run, error=error)
+            if not self._write_app(run, {"waiting": {"reason": reason, "message": message}},
+                                   image):
+                return
+            if not self._wait(run, max(knobs.image_pull_backoff_delay, 0.2)):
+                return
+        if not self._wait(run, knobs.container_start_delay):
+            return
+        now = self._now()
+        run.started_at = _rfc3339(now)
+        run.container_id = "containerd://" + hashlib.sha256(
+            f"{run.pod_uid}/{run.name}/{now}".encode()).hexdigest()
+        if not self._write_app(run, {"running": {"startedAt": run.started_at}}, image,
+                               running=True):
+            return
+        created = "Created container: " if getattr(self._scenario, "minor", 33) >= 32 \
+            else "Created container "
+        self._event(pod, "Normal", "Created", created + run.name, field_path)
+        self._event(pod, "Normal", "Started", f"Started container {run.name}", field_path)
+        self._record("container-started", run, image=image)
+        with self._lock:
+            self._app_runs.pop((run.pod_uid, run.name), None)
+
+    def _write_app(self, run: _Run, state: dict, image: str, running: bool = False) -> bool:
+        """Write one app container's status and the pod's phase/conditions derived from all."""
+        if run.cancel.is_set():
+            return False
+        status: dict[str, Any] = {"name": run.name, "state": state, "lastState": {},
+                                  "ready": running, "restartCount": 0,
+                                  "image": full_image(image) if running else image,
+                                  "imageID": image_id(full_image(image)) if running else "",
+                                  "started": running}
+        if running:
+            status["containerID"] = run.container_id
+        gone = False
+        ts = _rfc3339(self._now())
+        node_ips = self._node_ip(run)
+
+        def mutate(pod: dict) -> dict | None:
+            nonlocal gone
+            meta = pod.get("metadata") or {}
+            if meta.get("uid") != run.pod_uid or meta.get("deletionTimestamp"):
+                gone = True
+                return _unchanged()
+            ps = pod.setdefault("status", {})
+            statuses = list(ps.get("containerStatuses") or [])
+            for i, existing in enumerate(statuses):
+                if existing.get("name") == run.name:
+                    statuses[i] = status
+                    break
+            else:
+                statuses.append(status)
+            order = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+            for name in order:
+                if name not in {x["name"] for x in statuses}:
+                    statuses.append({"name": name, "state": {"waiting": {
+                        "reason": "ContainerCreating"}}, "lastState": {}, "ready": False,
+                        "restartCount": 0, "image": "", "imageID": "", "started": False})
+            statuses.sort(key=lambda x: order.index(x["name"]) if x["name"] in order else 99)
+            ps["containerStatuses"] = statuses
+            if node_ips and not ps.get("podIP"):
+                ps["hostIP"] = node_ips[0]
+                ps["hostIPs"] = [{"ip": node_ips[0]}]
+                ps["podIP"] = node_ips[1]
+                ps["podIPs"] = [{"ip": node_ips[1]}]
+            ps.setdefault("startTime", ts)
+            all_ready = all(x.get("ready") for x in statuses)
+            if all(x.get("started") for x in statuses) and ps.get("phase") == "Pending":
+                ps["phase"] = "Running"
+            ps.setdefault("phase", "Pending")
+            conds = {c["type"]: c for c in ps.get("conditions") or []}
+
+            def cond(type_: str, ok: bool, reason: str | None = None) -> dict:
+                old = conds.get(type_)
+                want = "True" if ok else "False"
+                if old and old.get("status") == want:
+                    return old
+                c = {"type": type_, "status": want, "lastProbeTime": None,
+                     "lastTransitionTime": ts}
+                if not ok and reason:
+                    c["reason"] = reason
+                    c["message"] = "containers with unready status: [" + " ".join(
+                        x["name"] for x in statuses if not x.get("ready")) + "]"
+                return c
+
+            wanted = []
+            if getattr(self._scenario, "minor", 33) >= 29:
+                wanted.append(cond("PodReadyToStartContainers", True))
+            wanted += [cond("Initialized", True),
+                       cond("Ready", all_ready, "ContainersNotReady"),
+                       cond("ContainersReady", all_ready, "ContainersNotReady"),
+                       cond("PodScheduled", True)]
+            ps["conditions"] = wanted
+            return None
+
+        result = self._store.update_pod_status(run.namespace, run.pod_name, mutate)
+        if result is None or gone:
+            run.cancel.set()
+            return False
+        # A pod that just turned Running may already have ephemeral containers to start.
+        self.on_pod_changed(result)
+        return True
+
+    def _node_ip(self, run: _Run) -> tuple[str, str] | None:
+        pod = self._current_pod(run.namespace, run.pod_name, run.pod_uid)
+        nodes = [n.get("name") for n in getattr(self._scenario, "nodes", None) or []]
+        node = (pod or {}).get("spec", {}).get("nodeName")
+        if node not in nodes:
+            return None
+        index = nodes.index(node) + 1
+        with self._lock:
+            self._ip_counter += 1
+            n = self._ip_counter
+        return f"172.18.0.{index + 1}", f"10.244.{index}.{n % 250 + 2}"
+
+    # ---- helpers: store lookups, events
+
+    def _lookup(self, resource: str, namespace: str, name: str) -> dict | None:
+        snapshot = getattr(self._store, "snapshot", None)
+        if snapshot is None:
+            return None
+        try:
+            return snapshot(resource, namespace, name)
+        except Exception:  # noqa: BLE001
+            return None
+
+    def _current_pod(self, namespace: str, name: str, uid: str) -> dict | None:
+        pod = self._lookup("pods", namespace, name)
+        if pod is None or (pod.get("metadata") or {}).get("uid") != uid:
+            return None
+        return pod
+
+    def _event(self, pod: dict, type_: str, reason: str, message: str,
+               field_path: str | None = None) -> None:
+        if self._events is None:
+            return
+        try:
+            self._events.emit(pod, type_, reason, message, component="kubelet",
+                              field_path=field_path)
+        except Exception:  # noqa: BLE001, S110 - events are best effort, as on a real node
+            pass
 
     def _record(self, event: str, run: _Run, **fields: Any) -> None:
         record = getattr(self._recorder, "record", None)
@@ -474,6 +787,124 @@ class Kubelet:
                    **fields)
         except Exception:  # noqa: BLE001 - recording is best effort
             pass
+
+
+_FIELD_REF = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
+_VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
+
+
+def _field_value(pod: dict, path: str) -> str:
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    m = _FIELD_REF.match(path)
+    if m:
+        return str((meta.get(m.group(1)) or {}).get(m.group(2), ""))
+    simple = {
+        "metadata.name": meta.get("name"), "metadata.namespace": meta.get("namespace"),
+        "metadata.uid": meta.get("uid"), "spec.nodeName": spec.get("nodeName"),
+        "spec.serviceAccountName": spec.get("serviceAccountName"),
+        "status.hostIP": status.get("hostIP"), "status.podIP": status.get("podIP"),
+        "status.hostIPs": ",".join(i.get("ip", "") for i in status.get("hostIPs") or []),
+        "status.podIPs": ",".join(i.get("ip", "") for i in status.get("podIPs") or []),
+    }
+    return str(simple.get(path) or "")
+
+
+def resolve_env(pod: dict, container: dict,
+                lookup: Callable[[str, str, str], dict | None]) -> tuple[list[dict], str | None]:
+    """The container's effective env as the kubelet builds it (`makeEnvironmentVariables`):
+    ``envFrom`` first, then ``env`` in order with ``$(VAR)`` expansion; ``valueFrom`` resolved
+    from Secrets, ConfigMaps and the downward API. Returns ``(env, None)`` or ``([], message)``
+    with the kubelet's message for ``CreateContainerConfigError``."""
+    import base64
+
+    ns = (pod.get("metadata") or {}).get("namespace") or "default"
+    values: dict[str, str] = {}
+    order: list[str] = []
+
+    def put(name: str, value: str) -> None:
+        if name not in values:
+            order.append(name)
+        values[name] = value
+
+    def source(kind: str, name: str) -> dict | None:
+        return lookup("secrets" if kind == "Secret" else "configmaps", ns, name)
+
+    def data_of(kind: str, obj: dict) -> dict[str, str]:
+        if kind == "Secret":
+            out = {}
+            for k, v in (obj.get("data") or {}).items():
+                try:
+                    out[k] = base64.b64decode(v).decode("utf-8", "replace")
+                except Exception:  # noqa: BLE001
+                    out[k] = ""
+            return out
+        return {**{k: str(v) for k, v in (obj.get("data") or {}).items()}}
+
+    for item in container.get("envFrom") or []:
+        for ref_key, kind in (("secretRef", "Secret"), ("configMapRef", "ConfigMap")):
+            ref = item.get(ref_key)
+            if ref is None:
+                continue
+            obj = source(kind, ref.get("name", ""))
+            if obj is None:
+                if ref.get("optional"):
+                    continue
+                return [], f'{kind.lower()} "{ref.get("name", "")}" not found'
+            for k, v in data_of(kind, obj).items():
+                put(item.get("prefix", "") + k, v)
+
+    def expand(text: str) -> str:
+        def sub(m: re.Match) -> str:
+            if m.group(0) == "$$":
+                return "$"
+            name = m.group(1)
+            return values[name] if name in values else m.group(0)
+
+        return _VAR_REF.sub(sub, text)
+
+    for item in container.get("env") or []:
+        name = item.get("name", "")
+        vf = item.get("valueFrom")
+        if vf is None:
+            put(name, expand(str(item.get("value", "") or "")))
+            continue
+        for ref_key, kind in (("secretKeyRef", "Secret"), ("configMapKeyRef", "ConfigMap")):
+            ref = vf.get(ref_key)
+            if ref is None:
+                continue
+            obj = source(kind, ref.get("name", ""))
+            if obj is None:
+                if ref.get("optional"):
+                    break
+                return [], f'{kind.lower()} "{ref.get("name", "")}" not found'
+            data = data_of(kind, obj)
+            if ref.get("key") not in data:
+                if ref.get("optional"):
+                    break
+                return [], f'couldn\'t find key {ref.get("key")} in {kind} {ns}/{ref.get("name")}'
+            put(name, data[ref["key"]])
+            break
+        else:
+            if vf.get("fieldRef") is not None:
+                put(name, _field_value(pod, vf["fieldRef"].get("fieldPath", "")))
+            elif vf.get("resourceFieldRef") is not None:
+                put(name, "0")
+    return [{"name": n, "value": values[n]} for n in order], None
+
+
+def _pod_with_resolved_env(pod: dict, lookup: Callable[[str, str, str], dict | None]) -> dict:
+    """A copy of `pod` whose app containers carry their resolved env (what their processes see)."""
+    import copy as _copy
+
+    out = _copy.deepcopy(pod)
+    for c in (out.get("spec") or {}).get("containers") or []:
+        env, error = resolve_env(pod, c, lookup)
+        if error is None:
+            c["env"] = env
+            c.pop("envFrom", None)
+    return out
 
 
 def _unchanged() -> Any:

@@ -518,6 +518,8 @@ class _Materializer:
         spec.setdefault("strategy", {"type": "RollingUpdate",
                                      "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
         template_hash = self.template_hash(spec["template"])
+        # The API server stores templates defaulted; the hash keeps the historic names.
+        _default_template(spec["template"])
         rs = {
             "apiVersion": "apps/v1", "kind": "ReplicaSet",
             "metadata": {
@@ -592,7 +594,10 @@ class _Materializer:
         replicas = int(sts["spec"].setdefault("replicas", 1))
         sts["spec"].setdefault("podManagementPolicy", "OrderedReady")
         sts["spec"].setdefault("serviceName", name)
-        revision = f"{name}-{self.template_hash(sts['spec']['template'])}"
+        from .workloads import default_workload, template_hash
+
+        default_workload("statefulsets", sts)
+        revision = f"{name}-{template_hash(sts['spec']['template'])}"
         self.out.append(sts)
         ready = 0
         for i in range(replicas):
@@ -618,6 +623,10 @@ class _Materializer:
         ns, name = ds["metadata"]["namespace"], ds["metadata"]["name"]
         self.meta(ds, 7200, f"ds/{ns}/{name}")
         ds["metadata"]["generation"] = 1
+        from .workloads import default_workload, template_hash
+
+        default_workload("daemonsets", ds)
+        revision = template_hash(ds["spec"]["template"])
         self.out.append(ds)
         ready = 0
         for node in self.s.nodes:
@@ -628,6 +637,8 @@ class _Materializer:
                 name=f"{name}-{stable_suffix(self.s.name + f'/{ns}/{name}/' + node['name'])}",
                 namespace=ns, generateName=f"{name}-", ownerReferences=[self.owner_ref(ds)])
             pod["spec"]["nodeName"] = node["name"]
+            pod["metadata"].setdefault("labels", {}).update({
+                "controller-revision-hash": revision, "pod-template-generation": "1"})
             if self.pod(pod, owner=ds, seed=f"pod/{ns}/{pod['metadata']['name']}"):
                 ready += 1
         n = len(self.s.nodes)
@@ -661,6 +672,48 @@ class _Materializer:
         node = candidates[self.pod_index % len(candidates)]
         pod["spec"]["nodeName"] = node["name"]
         return node
+
+
+def _default_template(template: dict) -> None:
+    from .workloads import default_template
+
+    default_template(template)
+
+
+def initial_pending_status(scenario: Scenario, pod: dict) -> dict:
+    """The status of a pod a controller just created: scheduled (or not), no container started;
+    the kubelet writes the rest."""
+    qos = "BestEffort"
+    for c in pod["spec"].get("containers", []):
+        res = c.get("resources") or {}
+        if res.get("requests") or res.get("limits"):
+            qos = "Burstable"
+    ts = rfc3339(__import__("time").time())
+    if not pod["spec"].get("nodeName"):
+        n = len(scenario.nodes)
+        return {"phase": "Pending", "qosClass": qos, "conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "lastProbeTime": None, "lastTransitionTime": ts,
+            "message": f"0/{n} nodes are available: {n} node(s) didn't match Pod's node "
+                       f"affinity/selector. preemption: 0/{n} nodes are available: {n} "
+                       "Preemption is not helpful for scheduling."}]}
+    return {"phase": "Pending", "qosClass": qos, "conditions": [{
+        "type": "PodScheduled", "status": "True", "lastProbeTime": None,
+        "lastTransitionTime": ts}]}
+
+
+def register_pod_knobs(scenario: Scenario, pod: dict) -> None:
+    """Sandbox knobs (processes, image user) for a pod created after start: from its images,
+    or a sibling's entry when the scenario overrides its workload's pods."""
+    pods = scenario.sandbox.setdefault("pods", {})
+    name = pod["metadata"]["name"]
+    entry = pods.setdefault(name, {})
+    containers = entry.setdefault("containers", {})
+    for c in pod["spec"].get("containers", []):
+        info = scenario.image(c["image"])
+        cont = containers.setdefault(c["name"], {})
+        cont.setdefault("image_user", info.user if info.user is not None else 0)
+        cont.setdefault("processes", copy.deepcopy(info.processes))
 
 
 def initial_pod_status(scenario: Scenario, pod: dict, node: dict | None, started: float,

@@ -92,16 +92,17 @@ class Event:
 
 
 class Watcher:
-    """A queue of events for one resource (optionally one namespace). Close it when done."""
+    """A queue of events for one resource (optionally one namespace) — or every resource when
+    `resource` is None (what the controllers use). Close it when done."""
 
-    def __init__(self, store: "Store", resource: str, namespace: str | None) -> None:
+    def __init__(self, store: "Store", resource: str | None, namespace: str | None) -> None:
         self.store = store
         self.resource = resource
         self.namespace = namespace
         self.events: "queue.Queue[Event | None]" = queue.Queue()
 
     def wants(self, event: Event) -> bool:
-        if event.resource != self.resource:
+        if self.resource is not None and event.resource != self.resource:
             return False
         return self.namespace is None or event.obj["metadata"].get("namespace") == self.namespace
 

@@ -142,8 +142,10 @@ class SimulatedMonitor:
         if self.recorder is not None:
             self.recorder.record(full)
 
-    def start_rule_action(self, kind: str, proc: SimProcess, egress: str, action: dict) -> str:
+    def start_rule_action(self, kind: str, proc: SimProcess, egress: str, action: dict,
+                          rule: str | None = None) -> str:
         op = self.ops.register(kind, proc.identifier(), egress, [], counted=False)
+        op.rule = rule
         from . import artifacts as art
         knob = self.knobs.artifact(kind)
         size = knob.size or 64 << 10
@@ -296,8 +298,9 @@ class MonitorHandle:
     def faults(self) -> list[dict]:
         return self._m.faults.list()
 
-    def fire_rule(self, rule: str, uid: str | None = None) -> list[str]:
-        return self._m.rules.fire(rule, uid)
+    def fire_rule(self, rule: str, uid: str | None = None, pid: int | None = None) -> list[str]:
+        """The rule's trigger condition is met (for every matching process, or one)."""
+        return self._m.rules.fire(rule, uid, pid)
 
     def operations(self) -> list[dict]:
         return [op.status_body() for op in self._m.ops.all()]
