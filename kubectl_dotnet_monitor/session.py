@@ -106,6 +106,7 @@ def monitor_client(conn: ClusterConnection, client: object, endpoint: MonitorEnd
                 tunnel.recv_into(memoryview(bytearray(1)))
             except PodPortError:
                 tunnel.close()
+                _check_still_starting(client, endpoint)
                 time.sleep(0.5)
                 continue
             except Exception:  # noqa: BLE001 - a quiet tunnel (timeout) means something listens
@@ -115,3 +116,11 @@ def monitor_client(conn: ClusterConnection, client: object, endpoint: MonitorEnd
 
     log_hint = f"kubectl logs -n {endpoint.namespace} {endpoint.pod} -c {endpoint.container}"
     return MonitorClient(open_tunnel, token, log_hint=log_hint)
+
+
+def _check_still_starting(client: object, endpoint: MonitorEndpoint) -> None:
+    """While a fresh monitor does not listen yet, make sure it has not died (it is never restarted)."""
+    from kubectl_dotnet_monitor.inject.injector import judge_container
+    from kubectl_dotnet_monitor.kube.pods import get_pod
+
+    judge_container(get_pod(client, endpoint.namespace, endpoint.pod), endpoint.container)

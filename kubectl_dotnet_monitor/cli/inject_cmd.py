@@ -40,9 +40,13 @@ def inject(ctx: click.Context, pod: str, app_container: str | None, image: str |
         return
     from kubectl_dotnet_monitor.inject.injector import ensure_monitor
 
+    from kubectl_dotnet_monitor.session import monitor_client
+
     endpoint = ensure_monitor(client, conn.namespace, pod, request, say=say)
-    say(f"dotnet-monitor is running in pod {endpoint.namespace}/{endpoint.pod} "
-        f"(container {endpoint.container}, port {endpoint.port})")
+    # Running is not enough: the monitor must answer, with our key (a bad config makes it exit).
+    info = monitor_client(conn, client, endpoint).info()
+    say(f"dotnet-monitor {info.get('version', '?')} is running and answering in pod {endpoint.namespace}/{endpoint.pod} "
+        f"(container {endpoint.container}, port {endpoint.port}, {str(info.get('diagnosticPortMode', '?')).lower()} mode)")
     click.echo(endpoint.container)
 
 

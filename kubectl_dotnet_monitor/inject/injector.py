@@ -321,6 +321,11 @@ def _judge(pod: dict, container: str, say: Say, seen: set[str]) -> bool:
     return False
 
 
+def judge_container(pod: dict, container: str) -> bool:
+    """True when ``container`` runs; raises the same errors as the wait when it never will."""
+    return _judge(pod, container, lambda _: None, set())
+
+
 def _endpoint(pod: dict, plan: InjectionPlan, *, created: bool) -> MonitorEndpoint:
     meta = pod["metadata"]
     monitor = next((m for m in find_monitors(pod) if m.name == plan.container_name), None)

@@ -49,6 +49,7 @@ IMAGE_DEFAULT_UID = 1654
 _RUNTIME_PREFIXES = ("DOTNET_", "COMPlus_")
 # A waiting reason that never resolves by itself: such a monitor will not start, so it is not "live".
 _PERMANENT_WAITING = frozenset({"InvalidImageName", "ErrImageNeverPull"})
+_PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff"})
 _IMAGE_RE = re.compile(r"(^|/)dotnet/monitor([:/@]|$)")
 _DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _PUBLIC_KEY_RE = re.compile(r"^[0-9a-zA-Z_-]+$")
@@ -247,7 +248,9 @@ def plan_injection(pod: dict, options: MonitorOptions) -> InjectionPlan:
             )
 
     monitors = find_monitors(pod)
-    live = [m for m in monitors if m.live and conflicts(m)]
+    # A monitor stuck pulling *another* image is a failed attempt (e.g. a mistyped --image): it may
+    # retry forever, so it must not block a new monitor with the image asked for now.
+    live = [m for m in monitors if m.live and conflicts(m) and not _pull_stuck_on_other_image(m, options)]
     running = [m for m in live if m.state == "running"]
     if running or live:
         chosen = (running or live)[0]
@@ -769,6 +772,14 @@ def _as_monitor(container: dict, status: dict | None) -> ExistingMonitor | None:
         all_interfaces=wide or metrics_wide,
         managed=managed,
         env=tuple(_env_pair(e) for e in container.get("env") or [] if isinstance(e, dict)),
+    )
+
+
+def _pull_stuck_on_other_image(monitor: ExistingMonitor, options: MonitorOptions) -> bool:
+    return (
+        monitor.state == "waiting"
+        and monitor.reason in _PULL_FAILURES
+        and monitor.image != options.image
     )
 
 
