@@ -21,10 +21,9 @@ def _prog_name() -> str:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("-v", "--verbose", count=True, help="More detail on stderr; tracebacks on errors.")
 @kube_options
 @click.pass_context
-def cli(ctx: click.Context, verbose: int, **flags: object) -> None:
+def cli(ctx: click.Context, **flags: object) -> None:
     """Collect GC dumps, memory dumps, traces, logs and metrics from .NET pods.
 
     dotnet-monitor is injected into the pod as an ephemeral container when needed,
@@ -36,7 +35,6 @@ def cli(ctx: click.Context, verbose: int, **flags: object) -> None:
       kubectl dotnet-monitor inject mypod -n shop
     """
     ctx.ensure_object(dict)
-    ctx.obj["verbose"] = verbose
     ctx.obj["kube_flags"] = {name: flags.get(name) for name in KUBE_FLAGS}
 
 

@@ -62,6 +62,8 @@ def kube_options(func: F) -> F:
         click.option("--user", metavar="NAME", default=None, help="The kubeconfig user to use."),
         click.option("-n", "--namespace", metavar="NS", default=None, help="Namespace (else the context's, else 'default')."),
         click.option("--request-timeout", type=DURATION, default=None, metavar="DURATION", help="Timeout of a single API request, e.g. 30s (0: none)."),
+        # Accepted before and after the command, as kubectl users type it; run() reads it from argv.
+        click.option("-v", "--verbose", count=True, expose_value=False, help="More detail on stderr; tracebacks on errors."),
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
