@@ -18,7 +18,7 @@ from kubectl_dotnet_monitor.kube.config import ClusterConnection, KubeFlags
 #: Token lifetime: long enough for a long dump, short enough to be worthless soon after.
 TOKEN_TTL = 3600
 #: A freshly started monitor needs a moment to bind its port; how long we retry "connection refused".
-BIND_GRACE = 30.0
+BIND_GRACE = 20.0
 CONNECT_TIMEOUT = 20.0
 
 Say = Callable[[str], None]

@@ -20,7 +20,26 @@ def _prog_name() -> str:
     return "kubectl dotnet-monitor"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class SectionedGroup(click.Group):
+    """``--help`` lists commands by what they are for, as kubectl's own help does."""
+
+    sections: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        placed: set[str] = set()
+        for title, names in self.sections:
+            rows = [(n, self.commands[n].get_short_help_str(limit=formatter.width - 22)) for n in names if n in self.commands]
+            placed.update(names)
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+        rest = [(n, c.get_short_help_str(limit=formatter.width - 22)) for n, c in sorted(self.commands.items()) if n not in placed]
+        if rest:
+            with formatter.section("Other Commands"):
+                formatter.write_dl(rest)
+
+
+@click.group(cls=SectionedGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @kube_options
 @click.pass_context
 def cli(ctx: click.Context, **flags: object) -> None:
@@ -110,36 +129,33 @@ def run(group: click.Group, argv: list[str] | None = None) -> int:
 
 
 # Commands. Their modules import only click at the top; the work is imported when a command runs.
-from kubectl_dotnet_monitor.cli.inject_cmd import inject  # noqa: E402
-from kubectl_dotnet_monitor.cli.gcdump_cmd import gcdump  # noqa: E402
-
-cli.add_command(inject)
-cli.add_command(gcdump)
-
+from kubectl_dotnet_monitor.cli.collectionrules_cmd import collectionrules  # noqa: E402
+from kubectl_dotnet_monitor.cli.completion import register as register_completion  # noqa: E402
 from kubectl_dotnet_monitor.cli.doctor_cmd import doctor  # noqa: E402
+from kubectl_dotnet_monitor.cli.dump_cmd import dump  # noqa: E402
+from kubectl_dotnet_monitor.cli.env_cmd import env  # noqa: E402
+from kubectl_dotnet_monitor.cli.exceptions_cmd import exceptions  # noqa: E402
+from kubectl_dotnet_monitor.cli.gcdump_cmd import gcdump  # noqa: E402
+from kubectl_dotnet_monitor.cli.info_cmd import info  # noqa: E402
+from kubectl_dotnet_monitor.cli.inject_cmd import inject  # noqa: E402
+from kubectl_dotnet_monitor.cli.livemetrics_cmd import livemetrics  # noqa: E402
+from kubectl_dotnet_monitor.cli.logs_cmd import logs  # noqa: E402
+from kubectl_dotnet_monitor.cli.metrics_cmd import metrics  # noqa: E402
+from kubectl_dotnet_monitor.cli.operations_cmd import operations  # noqa: E402
+from kubectl_dotnet_monitor.cli.parameters_cmd import parameters  # noqa: E402
 from kubectl_dotnet_monitor.cli.prepare_cmd import prepare  # noqa: E402
+from kubectl_dotnet_monitor.cli.processes_cmd import processes  # noqa: E402
 from kubectl_dotnet_monitor.cli.rbac_cmd import rbac  # noqa: E402
 from kubectl_dotnet_monitor.cli.rules_cmd import rules  # noqa: E402
+from kubectl_dotnet_monitor.cli.stacks_cmd import stacks  # noqa: E402
+from kubectl_dotnet_monitor.cli.trace_cmd import trace  # noqa: E402
 
-cli.add_command(doctor)
-cli.add_command(prepare)
-cli.add_command(rbac)
-cli.add_command(rules)
-
-from kubectl_dotnet_monitor.cli.completion import register as register_completion  # noqa: E402
-
+cli.sections = (
+    ("Collect Commands", ("gcdump", "dump", "trace", "logs", "metrics", "livemetrics", "stacks", "exceptions", "parameters")),
+    ("Inspect Commands", ("processes", "info", "env", "collectionrules", "operations")),
+    ("Set-up Commands", ("inject", "doctor", "prepare", "rbac", "rules")),
+)
+for _command in (gcdump, dump, trace, logs, metrics, livemetrics, stacks, exceptions, parameters,
+                 processes, info, env, collectionrules, operations, inject, doctor, prepare, rbac, rules):
+    cli.add_command(_command)
 register_completion(cli)
-
-from kubectl_dotnet_monitor.cli.dump_cmd import dump; cli.add_command(dump)  # noqa: E402,E702
-from kubectl_dotnet_monitor.cli.trace_cmd import trace; cli.add_command(trace)  # noqa: E402,E702
-from kubectl_dotnet_monitor.cli.logs_cmd import logs; cli.add_command(logs)  # noqa: E402,E702
-from kubectl_dotnet_monitor.cli.metrics_cmd import metrics; cli.add_command(metrics)  # noqa: E402,E702
-from kubectl_dotnet_monitor.cli.livemetrics_cmd import livemetrics; cli.add_command(livemetrics)  # noqa: E402,E702
-from kubectl_dotnet_monitor.cli.stacks_cmd import stacks; cli.add_command(stacks)  # noqa: E402,E702
-from kubectl_dotnet_monitor.cli.exceptions_cmd import exceptions; cli.add_command(exceptions)  # noqa: E402,E702
-from kubectl_dotnet_monitor.cli.parameters_cmd import parameters; cli.add_command(parameters)  # noqa: E402,E702
-from kubectl_dotnet_monitor.cli.processes_cmd import processes; cli.add_command(processes)  # noqa: E402,E702
-from kubectl_dotnet_monitor.cli.info_cmd import info; cli.add_command(info)  # noqa: E402,E702
-from kubectl_dotnet_monitor.cli.env_cmd import env; cli.add_command(env)  # noqa: E402,E702
-from kubectl_dotnet_monitor.cli.collectionrules_cmd import collectionrules; cli.add_command(collectionrules)  # noqa: E402,E702
-from kubectl_dotnet_monitor.cli.operations_cmd import operations; cli.add_command(operations)  # noqa: E402,E702

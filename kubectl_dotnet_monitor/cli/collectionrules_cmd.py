@@ -1,0 +1,84 @@
+"""``kubectl dotnet-monitor collectionrules list|get POD``."""
+
+from __future__ import annotations
+
+import click
+
+from kubectl_dotnet_monitor.cli.artifact_common import existing_monitor_options
+from kubectl_dotnet_monitor.cli.options import process_options
+
+
+@click.group()
+def collectionrules() -> None:
+    """Show the collection rules of the monitor in a pod and their state for a process.
+
+    Collection rules run only in a monitor in Listen mode that was given rules
+    (see `kubectl dotnet-monitor rules`). These commands never inject a monitor.
+
+    \b
+    Examples:
+      kubectl dotnet-monitor collectionrules list web-7d4b9-x2x9z
+      kubectl dotnet-monitor collectionrules get web-7d4b9-x2x9z HighCpu -o yaml
+    """
+
+
+@collectionrules.command("list")
+@click.argument("pod")
+@click.option("-o", "--output", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table",
+              show_default=True, help="Output format.")
+@process_options
+@existing_monitor_options
+@click.pass_context
+def list_rules(ctx: click.Context, pod: str, fmt: str, **kw: object) -> None:
+    """List the collection rules for the .NET process in POD: NAME, STATE, REASON.
+
+    \b
+    Example:
+      kubectl dotnet-monitor collectionrules list web-7d4b9-x2x9z
+    """
+    from kubectl_dotnet_monitor.artifacts.render import rule_rows, table
+    from kubectl_dotnet_monitor.cli.artifact_common import emit_structured
+
+    doc = _rules_request(ctx, pod, kw, None)
+    if fmt != "table":
+        emit_structured(doc, fmt)
+    elif not doc:
+        click.echo("no collection rules are configured in this monitor", err=True)
+    else:
+        click.echo(table(["NAME", "STATE", "REASON"], rule_rows(doc)))
+
+
+@collectionrules.command("get")
+@click.argument("pod")
+@click.argument("name")
+@click.option("-o", "--output", "fmt", type=click.Choice(["json", "yaml"]), default="yaml", show_default=True,
+              help="Output format.")
+@process_options
+@existing_monitor_options
+@click.pass_context
+def get_rule(ctx: click.Context, pod: str, name: str, fmt: str, **kw: object) -> None:
+    """Show one collection rule: state, lifetime limits, actions and trigger counts.
+
+    \b
+    Example:
+      kubectl dotnet-monitor collectionrules get web-7d4b9-x2x9z HighCpu
+    """
+    from kubectl_dotnet_monitor.cli.artifact_common import emit_structured
+
+    emit_structured(_rules_request(ctx, pod, kw, name), fmt)
+
+
+def _rules_request(ctx: click.Context, pod: str, kw: dict, name: str | None) -> object:
+    import urllib.parse
+
+    from kubectl_dotnet_monitor.cli.artifact_common import Target
+    from kubectl_dotnet_monitor.collect import process_target
+
+    target = Target.take(ctx, pod, kw)
+    session = target.open(allow_inject=False)
+    path = "/collectionrules" + ("" if name is None else "/" + urllib.parse.quote(name, safe=""))
+    try:
+        _, query = process_target(session.monitor, target.selector())
+        return session.monitor.request_json("GET", path, query) or {}
+    finally:
+        session.close()

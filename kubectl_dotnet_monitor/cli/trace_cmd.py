@@ -1,0 +1,45 @@
+"""``kubectl dotnet-monitor trace POD``."""
+
+from __future__ import annotations
+
+import click
+
+from kubectl_dotnet_monitor.cli.artifact_common import (
+    duration_option,
+    file_artifact_options,
+)
+
+
+@click.command()
+@click.argument("pod")
+@click.option("--profile", default=None, metavar="LIST",
+              help="Comma list of Cpu, Http, Metrics, GcCollect, Logs (any case; default: the monitor's, "
+                   "Cpu,Http,Metrics,GcCollect on 8.1+).")
+@duration_option("30s", "How long the trace session runs (rundown follows).")
+@click.option("--providers", "providers_file", metavar="FILE", default=None, type=click.Path(dir_okay=False),
+              help="EventPipe configuration (JSON or YAML: {providers: [{name, keywords, eventLevel}], "
+                   "requestRundown, bufferSizeInMB}) instead of --profile.")
+@file_artifact_options
+@click.pass_context
+def trace(ctx: click.Context, pod: str, profile: str | None, duration: float, providers_file: str | None,
+          **kw: object) -> None:
+    """Record an EventPipe trace (.nettrace) of the .NET process in POD.
+
+    The session runs for --duration, then the runtime's rundown completes the
+    file (this can take a while on big apps). Progress shows the elapsed time
+    of the session, then the rundown bytes. Ctrl-C ends the session early and
+    still gives a complete, readable file; a second Ctrl-C aborts (no file).
+    Open it with PerfView, Visual Studio, `dotnet-trace convert` or speedscope.
+
+    \b
+    Examples:
+      kubectl dotnet-monitor trace web-7d4b9-x2x9z
+      kubectl dotnet-monitor trace web-7d4b9-x2x9z --profile cpu,http --duration 1m -o traces/
+      kubectl dotnet-monitor trace web-7d4b9-x2x9z --providers providers.yaml --duration 10s
+    """
+    from kubectl_dotnet_monitor.artifacts.requests import trace_spec
+    from kubectl_dotnet_monitor.cli.artifact_common import Target, run_file_artifact
+
+    spec = trace_spec(profile, duration, providers_file)
+    target = Target.take(ctx, pod, kw)
+    run_file_artifact(target, spec, **kw)
