@@ -465,6 +465,18 @@ def report(args, results: dict, kubectl: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _compile_bytecode(args: argparse.Namespace) -> None:
+    """Measure what users run: an installed package has its .pyc files (pip compiles them), but an
+    editable checkout under PYTHONDONTWRITEBYTECODE=1 would recompile every module at every start."""
+    import compileall
+
+    dirs = [ROOT / "kubectl_dotnet_monitor"]
+    if args.baseline:
+        dirs.append(Path(args.baseline) / "kubectl_dotnet_monitor")
+    for directory in dirs:
+        compileall.compile_dir(str(directory), quiet=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
@@ -486,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "latest.md"))
     args = parser.parse_args(argv)
     args.argv = argv
+    _compile_bytecode(args)
     args.sizes = [s for s in args.sizes.split(",") if s]
     args.variants = [v for v in args.variants.split(",") if v]
     only = [s for s in args.only.split(",") if s]

@@ -203,3 +203,21 @@ def test_stdout_terminal_refused():
 
     with pytest.raises(UsageError, match="terminal"):
         ArtifactFile(OutputTarget(None), stdout=Tty()).open()
+
+
+def test_large_writes_hand_data_to_writeback_and_stay_exact(tmp_path, monkeypatch):
+    from kubectl_dotnet_monitor.artifacts import files
+
+    monkeypatch.setattr(files, "WRITEBACK_WINDOW", 1024)
+    calls = []
+    real = os.posix_fadvise
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, off, n, adv: calls.append((off, n, adv)) or real(fd, off, n, adv))
+    chunk = bytes(range(256)) * 4  # 1 KiB
+    with ArtifactFile(OutputTarget(tmp_path / "big")) as sink:
+        for _ in range(10):
+            sink.write(chunk)
+        sink.commit()
+    assert (tmp_path / "big").read_bytes() == chunk * 10
+    # Windows behind the most recent one are advised, in order, never past what was written.
+    assert [c[0] for c in calls] == [i * 1024 for i in range(len(calls))]
+    assert len(calls) == 9 and all(adv == os.POSIX_FADV_DONTNEED for _, _, adv in calls)
