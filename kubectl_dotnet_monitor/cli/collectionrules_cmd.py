@@ -30,22 +30,32 @@ def collectionrules() -> None:
 @existing_monitor_options
 @click.pass_context
 def list_rules(ctx: click.Context, pod: str, fmt: str, **kw: object) -> None:
-    """List the collection rules for the .NET process in POD: NAME, STATE, REASON.
+    """List the collection rules for the .NET process in POD: RULE, STATE, TRIGGERED, REASON.
+
+    STATE is dotnet-monitor's: Running (waiting for its trigger), ActionExecuting,
+    Throttled (its action limit per window is reached) or Finished. TRIGGERED counts
+    the executions so far, with the limit: `1 (1 of 2 per 01:00:00)`. -o json|yaml
+    gives each rule's full state as dotnet-monitor reports it.
 
     \b
     Example:
       kubectl dotnet-monitor collectionrules list web-7d4b9-x2x9z
+      kubectl dotnet-monitor collectionrules list web-7d4b9-x2x9z -o json
     """
-    from kubectl_dotnet_monitor.artifacts.render import rule_rows, table
     from kubectl_dotnet_monitor.cli.artifact_common import emit_structured
+    from kubectl_dotnet_monitor.rules.status import (
+        NO_RULES,
+        format_rule_table,
+        rule_statuses,
+    )
 
-    doc = _rules_request(ctx, pod, kw, None)
+    summary, details = _rules_with_details(ctx, pod, kw)
     if fmt != "table":
-        emit_structured(doc, fmt)
-    elif not doc:
-        click.echo("no collection rules are configured in this monitor", err=True)
+        emit_structured({name: details.get(name) or summary.get(name) for name in summary}, fmt)
+    elif not summary:
+        click.echo(NO_RULES, err=True)
     else:
-        click.echo(table(["NAME", "STATE", "REASON"], rule_rows(doc)))
+        click.echo(format_rule_table(rule_statuses(summary, details)), nl=False)
 
 
 @collectionrules.command("get")
@@ -80,5 +90,35 @@ def _rules_request(ctx: click.Context, pod: str, kw: dict, name: str | None) -> 
     try:
         _, query = process_target(session.monitor, target.selector())
         return session.monitor.request_json("GET", path, query) or {}
+    finally:
+        session.close()
+
+
+def _rules_with_details(ctx: click.Context, pod: str, kw: dict) -> tuple[dict, dict]:
+    """``GET /collectionrules`` and, for each rule, ``GET /collectionrules/{name}`` (its counts).
+
+    One session (one token); a rule whose details cannot be read keeps its summary row.
+    """
+    import urllib.parse
+
+    from kubectl_dotnet_monitor.cli.artifact_common import Target
+    from kubectl_dotnet_monitor.collect import process_target
+    from kubectl_dotnet_monitor.errors import MonitorError, NotFoundError
+
+    target = Target.take(ctx, pod, kw)
+    session = target.open(allow_inject=False)
+    try:
+        _, query = process_target(session.monitor, target.selector())
+        summary = session.monitor.request_json("GET", "/collectionrules", query) or {}
+        details: dict = {}
+        for name in summary:
+            try:
+                doc = session.monitor.request_json(
+                    "GET", "/collectionrules/" + urllib.parse.quote(name, safe=""), query)
+            except (MonitorError, NotFoundError):  # e.g. the process went away in between
+                continue
+            if isinstance(doc, dict):
+                details[name] = doc
+        return summary, details
     finally:
         session.close()
