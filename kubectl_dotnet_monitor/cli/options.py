@@ -169,7 +169,8 @@ def build_inject_request(app_container: str | None, image: str | None, config_fi
         say("warning: --no-auth: anyone who can reach the monitor's port in the pod can read process memory, "
             "environment and logs; it stays bound to localhost, reachable only through port-forward")
     return InjectRequest(options=options, custom=custom, custom_source=config_file or "--config",
-                         wait_timeout=wait_timeout, secret_refs=secret_refs)
+                         wait_timeout=wait_timeout, secret_refs=secret_refs,
+                         listen_reason="collection rules (--rules)")
 
 
 def target_options(func: F) -> F:

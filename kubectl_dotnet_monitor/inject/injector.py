@@ -42,6 +42,8 @@ class InjectRequest:
     custom_source: str = "--config"
     wait_timeout: float = 120.0
     secret_refs: tuple[tuple[str, str], ...] = ()  # (Secret, key) the rules' env reads via secretKeyRef
+    # What needs Listen mode when options.needs_listen_mode is set (named in the error when absent).
+    listen_reason: str = "collection rules and in-process features"
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,10 @@ def ensure_monitor(
     """
     pod = get_pod(client, namespace, pod_name)
     check_pod_running(pod)
+    if request.options.needs_listen_mode:
+        from kubectl_dotnet_monitor.rules.listen import check_listen_mode
+
+        check_listen_mode(pod, request.options.app_container, what=request.listen_reason)
     plan = plan_injection(pod, request.options)
     for warning in plan.warnings:
         say(f"warning: {warning}")

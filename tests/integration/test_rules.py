@@ -220,6 +220,9 @@ def test_unprepared_pod_is_refused_with_prepare_named(sb, high_cpu):
         run = run_plugin(sb, "inject", "unprepared", "--rules", str(high_cpu), *extra)
         assert_user_error(run, 7, "Listen mode", "DOTNET_DiagnosticPorts is not set", "prepare", "run no rules")
         assert "kubectl dotnet-monitor prepare" in run.stderr, str(run)
+    # Every command that injects refuses the same way, before sending anything.
+    run = run_plugin(sb, "gcdump", "unprepared", "--rules", str(high_cpu), "-o", "-")
+    assert_user_error(run, 7, "Listen mode", "prepare", "run no rules")
     assert monitor_container(sb, "default", "unprepared") is None
     # Without rules the same pod is fine (Connect mode through its process namespace) — only rules need Listen.
     run = run_plugin(sb, "inject", "unprepared", "--dry-run")
