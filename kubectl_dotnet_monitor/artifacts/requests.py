@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 from kubectl_dotnet_monitor.collect import ArtifactSpec
 from kubectl_dotnet_monitor.errors import UsageError
@@ -76,29 +75,11 @@ def parse_method(text: str) -> dict:
     return {"moduleName": module, "typeName": type_name, "methodName": method}
 
 
-def load_json_or_yaml(path: str, what: str) -> dict:
-    """A JSON (or YAML) object from ``path``; :class:`UsageError` with the reason otherwise."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"{what} {path}: {exc.strerror or exc}") from None
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        import yaml
-
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise UsageError(f"{what} {path} is neither JSON nor YAML: {exc}") from None
-    if not isinstance(doc, dict):
-        raise UsageError(f"{what} {path} must hold an object (a mapping), not {type(doc).__name__}")
-    return doc
-
-
 def providers_body(path: str) -> bytes:
     """The ``POST /trace`` body (EventPipeConfiguration) from a JSON/YAML file, lightly checked."""
-    doc = load_json_or_yaml(path, "--providers file")
+    from kubectl_dotnet_monitor.userfiles import load_mapping
+
+    doc = load_mapping(path, "--providers file")
     providers = next((v for k, v in doc.items() if k.lower() == "providers"), None)
     if not isinstance(providers, list) or not providers:
         raise UsageError(f"--providers file {path}: needs a non-empty 'providers' list, e.g. "

@@ -16,7 +16,6 @@ so the CLI can print it.
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 from kubectl_dotnet_monitor.errors import UsageError
@@ -61,30 +60,10 @@ def load_custom_spec(path: str | Path) -> dict:
     YAML flow style with trailing commas and unquoted keys (the upstream sample) is accepted.
     ``UsageError`` names the file when it is missing, unreadable, not a mapping, or invalid.
     """
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{source}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{source}: cannot read the file: {exc}") from None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        import yaml
+    from kubectl_dotnet_monitor.userfiles import load_mapping
 
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or "not valid YAML"
-            raise UsageError(f"{source}: not valid JSON or YAML{where}: {problem}") from None
-    if data is None:
-        raise UsageError(f"{source} is empty; it should contain a partial container spec")
-    if not isinstance(data, dict):
-        raise UsageError(f"{source} does not contain a valid container spec (expected a mapping)")
-    return data
+    return load_mapping(path, "--config", empty_hint="it should contain a partial container spec",
+                        not_a_mapping="does not contain a valid container spec (expected a mapping)")
 
 
 def check_custom(custom: dict, source: str = "--config") -> list[str]:
