@@ -16,6 +16,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 
 from kubectl_dotnet_monitor.errors import ConfigError, UsageError
 
@@ -42,9 +43,14 @@ class ApiKey:
 
     __str__ = __repr__
 
+    @cached_property
+    def signing_key(self):  # -> ec.EllipticCurvePrivateKey (lazy import)
+        """The parsed private key, parsed once (PEM parsing costs more than a signature)."""
+        return _parse_private_key(self)
+
     def public_jwk(self) -> dict[str, str]:
         """The public half as a JWK (``kty``, ``crv``, ``x``, ``y``)."""
-        numbers = _load_private_key(self).public_key().public_numbers()
+        numbers = self.signing_key.public_key().public_numbers()
         return {
             "kty": "EC",
             "crv": "P-384",
@@ -83,7 +89,7 @@ def api_key_from_pem(subject: str, private_key_pem: bytes) -> ApiKey:
     key = ApiKey(subject=subject, private_key_pem=private_key_pem)
     if not subject:
         raise ConfigError("the stored API key has no subject")
-    _load_private_key(key)
+    key.signing_key  # noqa: B018 - parse now: unusable material fails here, not at first use
     return key
 
 
@@ -111,13 +117,13 @@ def mint_token(key: ApiKey, ttl_seconds: int = 900, now: float | None = None) ->
         "exp": issued + int(ttl_seconds),
     }
     signing_input = f"{_b64url(_compact_json(header))}.{_b64url(_compact_json(payload))}".encode("ascii")
-    der = _load_private_key(key).sign(signing_input, ec.ECDSA(hashes.SHA384()))
+    der = key.signing_key.sign(signing_input, ec.ECDSA(hashes.SHA384()))
     r, s = decode_dss_signature(der)
     raw = r.to_bytes(_COORDINATE_BYTES, "big") + s.to_bytes(_COORDINATE_BYTES, "big")
     return f"{signing_input.decode('ascii')}.{_b64url(raw)}"
 
 
-def _load_private_key(key: ApiKey):  # -> ec.EllipticCurvePrivateKey (lazy import)
+def _parse_private_key(key: ApiKey):  # -> ec.EllipticCurvePrivateKey (lazy import)
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
