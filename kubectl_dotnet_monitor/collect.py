@@ -274,9 +274,17 @@ def collect_artifact(
     say: Say = lambda _: None,
     progress_stream: IO[str] | None = None,
     stdout: IO[bytes] | None = None,
+    progress_position: int | None = None,
+    on_stopper: Callable[[StopOnInterrupt], None] | None = None,
 ) -> CollectResult:
-    """Collect ``spec`` from the selected process of ``session``'s pod into ``output``."""
+    """Collect ``spec`` from the selected process of ``session``'s pod into ``output``.
+
+    ``progress_position``: the tqdm row of this transfer's bar (many pods at once).
+    ``on_stopper``: receives the :class:`StopOnInterrupt` of a stoppable artifact, so a caller not on
+    the main thread (a many-pod worker) can ask for the graceful stop itself.
+    """
     from kubectl_dotnet_monitor.artifacts.download import copy_body
+    from kubectl_dotnet_monitor.artifacts.integrity import BodyEnds
 
     pod = session.endpoint.pod
     resolve_output(output, "placeholder." + spec.extension, overwrite=overwrite)  # fail before collecting
@@ -288,15 +296,19 @@ def collect_artifact(
     query = {**query, **spec.query}
     stream = progress_stream if progress_stream is not None else sys.stderr
     label = f"{spec.kind} {pod} (pid {pid})"
-    reporter = _reporter(spec, label, stream, transfer.quiet)
+    reporter = _reporter(spec, label, stream, transfer.quiet, progress_position)
     stopper = StopOnInterrupt(session.monitor, spec.stoppable, say)
+    if on_stopper is not None and spec.stoppable:
+        on_stopper(stopper)
     try:
         with ArtifactFile(target, stdout=stdout) as sink, stopper:
             response = start_artifact(session.monitor, spec, query, transfer, reporter, say)
             with response:
                 stopper.operation_id = _operation_id(response)
                 response.settimeout(transfer.idle_timeout)
-                status = copy_body(response, sink, reporter, TransferStatus())
+                ends = BodyEnds(sink, spec.kind)  # first/last bytes: is the artifact whole? (§1.3)
+                status = copy_body(response, ends, reporter, TransferStatus())
+            ends.check(to_stdout=target.is_stdout, log_hint=getattr(session.monitor, "log_hint", None))
             final = sink.commit()
     finally:
         reporter.close()
@@ -304,12 +316,12 @@ def collect_artifact(
                          operation_id=stopper.operation_id, stopped=stopper.requested)
 
 
-def _reporter(spec: ArtifactSpec, label: str, stream: IO[str], quiet: bool) -> object:
-    if spec.duration is not None and not quiet and getattr(stream, "isatty", lambda: False)():
+def _reporter(spec: ArtifactSpec, label: str, stream: IO[str], quiet: bool, position: int | None = None) -> object:
+    if spec.duration is not None and not quiet and getattr(stream, "isatty", lambda: False)() and position is None:
         from kubectl_dotnet_monitor.artifacts.timed_progress import TimedTqdmReporter
 
         return TimedTqdmReporter(label, stream, spec.duration)
-    return make_reporter(label, stream, quiet=quiet)
+    return make_reporter(label, stream, quiet=quiet, position=position)
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,8 +336,11 @@ def stream_artifact(
     *,
     transfer: TransferOptions = TransferOptions(),
     say: Say = lambda _: None,
+    on_stopper: Callable[[StopOnInterrupt], None] | None = None,
 ) -> CollectResult:
     """Send ``spec``'s body to ``write`` piece by piece, as the monitor produces it.
+
+    ``on_stopper`` as in :func:`collect_artifact`.
 
     A graceful stop (first Ctrl-C) ends with ``stopped=True`` after the monitor closed the stream;
     the caller decides the exit code. A second Ctrl-C raises ``KeyboardInterrupt``.
@@ -336,6 +351,8 @@ def stream_artifact(
     query = {**query, **spec.query}
     status = TransferStatus()
     stopper = StopOnInterrupt(session.monitor, spec.stoppable, say)
+    if on_stopper is not None and spec.stoppable:
+        on_stopper(stopper)
     with stopper:
         response = start_artifact(session.monitor, spec, query, transfer, SilentReporter(), say)
         with response:

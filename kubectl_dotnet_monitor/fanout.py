@@ -13,10 +13,16 @@ shared :class:`Cancellation`. This module knows nothing about artifacts:
 * :class:`LinePrefixer` — whole lines, each prefixed ``[pod/NAME] ``, for streamed output
   (``kubectl logs --prefix``), safe to share one stdout between threads.
 
-Ctrl-C arrives on the main thread only. :func:`run_on_pods` then sets the shared
-:class:`Cancellation`, which shuts down every tunnel the workers opened (their blocked reads fail at
-once, so each worker unwinds through its ``ArtifactFile`` and removes its temporary file), lets no
-queued pod start, waits a little for the workers, and raises :class:`PodsInterrupted` (exit 130/143).
+Ctrl-C arrives on the main thread only. When stoppable artifacts run (trace, logs, livemetrics,
+parameters: their ``StopOnInterrupt`` was handed over with ``cancel.add_stopper``), the first Ctrl-C
+asks each of them to end gracefully (``DELETE /operations/{id}?stop=true``), starts no queued pod,
+and waits: the files and output are complete. Otherwise — and on the second Ctrl-C, or SIGTERM —
+:func:`run_on_pods` sets the shared :class:`Cancellation`, which aborts every tunnel the workers
+opened (sessions hand them over through ``open_session(tunnel_hook=cancel.adopt)``; their blocked
+reads fail at once, so each worker unwinds through its ``ArtifactFile`` and removes its temporary
+file), lets no queued pod start, waits a little for the workers, and raises :class:`PodsInterrupted`
+(exit 130/143). Egress operations already started keep running in their monitors
+(``operations list`` shows them).
 """
 
 from __future__ import annotations
@@ -39,9 +45,9 @@ DEFAULT_PARALLEL = 8
 STOP_GRACE = 10.0
 
 
-def default_parallel(pods: int, requested: int | None = None) -> int:
-    """``--parallel`` if given (at least 1), else ``min(8, pods)``; never more than ``pods``."""
-    wanted = requested if requested and requested > 0 else DEFAULT_PARALLEL
+def default_parallel(pods: int, requested: int | None = None, fallback: int = DEFAULT_PARALLEL) -> int:
+    """``--parallel`` if given (at least 1), else ``min(fallback, pods)``; never more than ``pods``."""
+    wanted = requested if requested and requested > 0 else fallback
     return max(1, min(wanted, pods))
 
 
@@ -50,24 +56,33 @@ def default_parallel(pods: int, requested: int | None = None) -> int:
 
 
 class Cancellation:
-    """A shared stop flag, and the tunnels the workers opened so a stop can cut them.
+    """A shared stop flag, the tunnels the workers opened (so a stop can cut them), and the graceful
+    stoppers of stoppable artifacts (trace, logs, livemetrics, parameters).
 
-    A worker's blocked ``recv`` cannot see a flag; shutting its socket down makes the read fail at
-    once (the tunnel reports a closed connection), so the worker unwinds normally.
+    A worker's blocked ``recv`` cannot see a flag; :meth:`PodTunnel.abort` shuts its socket down so
+    the read fails at once (the tunnel reports a closed connection) and the worker unwinds normally.
+    Sessions hand their tunnels over through ``open_session(tunnel_hook=cancel.adopt)``.
     """
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._tunnels: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._stoppers: list[Any] = []
 
     @property
     def cancelled(self) -> bool:
         return self._event.is_set()
 
+    @property
+    def stopping(self) -> bool:
+        """A graceful stop was asked for (first Ctrl-C): no new pod starts, running ones finish."""
+        return self._stopping.is_set() or self._event.is_set()
+
     def check(self) -> None:
         """Raise :class:`Interrupted` once a stop was requested (call between steps)."""
-        if self._event.is_set():
+        if self.stopping:
             raise Interrupted("interrupted")
 
     def cancel(self) -> None:
@@ -78,56 +93,60 @@ class Cancellation:
         for tunnel in tunnels:
             abort_tunnel(tunnel)
 
+    def adopt(self, tunnel: Any) -> None:
+        """The ``tunnel_hook`` of a worker's session: keep ``tunnel`` so :meth:`cancel` can cut it.
+
+        Raises :class:`Interrupted` (the session then closes the tunnel) when the stop came while
+        it was being opened.
+        """
+        with self._lock:
+            self._tunnels.add(tunnel)
+        if self._event.is_set():
+            abort_tunnel(tunnel)
+            raise Interrupted("interrupted")
+
     def track(self, open_tunnel: Callable[[], Any]) -> Callable[[], Any]:
-        """Wrap a tunnel factory so every tunnel it opens can be cut by :meth:`cancel`."""
+        """Wrap a tunnel factory so every tunnel it opens is :meth:`adopt`-ed."""
 
         def opened() -> Any:
             self.check()
             tunnel = open_tunnel()
-            with self._lock:
-                self._tunnels.add(tunnel)
-            if self._event.is_set():  # the stop came while we were connecting
-                abort_tunnel(tunnel)
-                raise Interrupted("interrupted")
+            self.adopt(tunnel)
             return tunnel
 
         return opened
 
-    def watch_session(self, session: Any) -> Any:
-        """Make the tunnels of ``session``'s monitor client cuttable; returns ``session``.
+    def add_stopper(self, stopper: Any) -> None:
+        """A stoppable artifact's ``StopOnInterrupt`` (``collect_artifact(on_stopper=…)``)."""
+        with self._lock:
+            self._stoppers.append(stopper)
+            stopping = self._stopping.is_set()
+        if stopping:  # the stop came before this pod's request went out: stop it too
+            stopper.request_stop()
 
-        ``MonitorClient`` takes its tunnel factory at construction (``session.monitor_client``);
-        we wrap that factory in place.
-        """
-        monitor = getattr(session, "monitor", None)
-        factory = getattr(monitor, "_open_tunnel", None)
-        if factory is not None:
-            monitor._open_tunnel = self.track(factory)
-        return session
+    def stop_gracefully(self) -> bool:
+        """First Ctrl-C: ask every stoppable operation to end with a complete artifact; no new pod
+        starts. ``False`` when nothing can be stopped that way (the caller then cancels)."""
+        with self._lock:
+            stoppers = list(self._stoppers)
+            if self._stopping.is_set() or not stoppers:
+                return False
+            self._stopping.set()
+        for stopper in stoppers:
+            stopper.request_stop()
+        return True
 
 
 def abort_tunnel(tunnel: Any) -> None:
-    """Shut the tunnel's socket down so a read blocked in another thread returns at once.
-
-    ``close()`` alone does not wake a thread blocked in ``recv`` on Linux; ``shutdown`` does. The
-    socket's own ``shutdown`` is bypassed for TLS sockets (it would drop the SSL object under the
-    reading thread); the raw socket's makes the TLS read see the end of the connection.
-    """
-    import socket
-
-    sock = getattr(getattr(tunnel, "_ws", None), "_sock", None)
-    if sock is None:
-        close = getattr(tunnel, "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception:  # noqa: BLE001 - best effort while stopping
-                pass
+    """Cut ``tunnel`` so a read blocked in another thread returns at once (``PodTunnel.abort``);
+    objects without ``abort`` are closed. Best effort: never raises."""
+    cut = getattr(tunnel, "abort", None) or getattr(tunnel, "close", None)
+    if cut is None:
         return
     try:
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed
+        cut()
+    except Exception:  # noqa: BLE001 - best effort while stopping
+        pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,11 +233,12 @@ class PodJob:
 
     pod: str
     namespace: str
-    index: int  # 0-based, in the order given (a stable row for this pod's progress bar)
+    index: int  # 0-based, in the order given
     say: Say  # prefixed "[pod/NAME] "
     cancel: Cancellation
     conn: Any = None  # the shared ClusterConnection (resolved once: exec plugins run once)
     client: Any = None  # this worker thread's REST client (its connections are reused pod after pod)
+    slot: int = 0  # the worker's number: the tqdm row of this pod's progress bar (rows are reused)
 
     def conn_and_client(self) -> tuple[Any, Any]:
         """For ``open_session(conn_and_client=…)``: the shared connection and this worker's client."""
@@ -281,7 +301,7 @@ class PodOutcome:
     def message(self) -> str:
         """``ok``, or the error in one line."""
         if self.ok:
-            return "ok"
+            return "ok (stopped early; complete)" if getattr(self.value, "stopped", False) else "ok"
         if not self.ran:
             return "not started (interrupted)"
         err = self.error
@@ -303,29 +323,29 @@ def run_on_pods(pods: Sequence[str], work: Callable[[PodJob], Any], *, namespace
     the module docstring); :class:`PodsInterrupted` follows once the workers had ``grace`` seconds to
     clean up.
     """
-    cancel = cancel or Cancellation()
+    cancel = cancel if cancel is not None else Cancellation()
     outcomes = [PodOutcome(pod=p, ran=False) for p in pods]
     lock = threading.Lock()
     next_index = [0]
 
     def take() -> int | None:
         with lock:
-            if cancel.cancelled or next_index[0] >= len(pods):
+            if cancel.stopping or next_index[0] >= len(pods):
                 return None
             i = next_index[0]
             next_index[0] += 1
             return i
 
-    def worker(finished: threading.Event) -> None:
+    def worker(finished: threading.Event, slot: int) -> None:
         client = WorkerClient(conn) if conn is not None else None
         try:
-            work_loop(client)
+            work_loop(client, slot)
         finally:
             if client is not None:
                 client.shutdown()
             finished.set()
 
-    def work_loop(client: Any) -> None:
+    def work_loop(client: Any, slot: int) -> None:
         while True:
             i = take()
             if i is None:
@@ -334,7 +354,7 @@ def run_on_pods(pods: Sequence[str], work: Callable[[PodJob], Any], *, namespace
             outcome.ran = True
             outcome.started = time.monotonic()
             job = PodJob(pod=pods[i], namespace=namespace, index=i, say=console.for_pod(pods[i]),
-                         cancel=cancel, conn=conn, client=client)
+                         cancel=cancel, conn=conn, client=client, slot=slot)
             try:
                 outcome.value = work(job)
             except BaseException as exc:  # noqa: BLE001 - one pod's failure is reported, not fatal
@@ -352,11 +372,20 @@ def run_on_pods(pods: Sequence[str], work: Callable[[PodJob], Any], *, namespace
     # (Events, not Thread.join: a join interrupted by Ctrl-C can leave the thread looking finished.)
     finished = [threading.Event() for _ in range(default_parallel(len(pods), parallel))]
     for n, event in enumerate(finished):
-        threading.Thread(target=worker, args=(event,), name=f"pod-worker-{n}", daemon=True).start()
+        threading.Thread(target=worker, args=(event, n), name=f"pod-worker-{n}", daemon=True).start()
     try:
-        for event in finished:
-            while not event.wait(poll):
-                pass
+        while True:
+            try:
+                for event in finished:
+                    while not event.wait(poll):
+                        pass
+                break
+            except KeyboardInterrupt:
+                # First Ctrl-C with stoppable artifacts running: end them gracefully, keep waiting.
+                if not cancel.stop_gracefully():
+                    raise
+                console.say("stopping: asking each pod's dotnet-monitor to end its session; the artifacts "
+                            "will be complete (Ctrl-C again to abort)")
     except (KeyboardInterrupt, Interrupted) as exc:  # Ctrl-C, or SIGTERM (the CLI raises Interrupted)
         cancel.cancel()
         deadline = time.monotonic() + grace
@@ -485,21 +514,28 @@ def check_many_output(output: str | None, pods: int) -> None:
 
 def run_many(targets: Any, work: Callable[[PodJob], Any], *, conn: Any, parallel: int | None,
              stream: IO[str], quiet: bool = False, kind: str = "collection",
-             print_result: Callable[[PodOutcome], None] | None = None) -> list[PodOutcome]:
+             print_result: Callable[[PodOutcome], None] | None = None,
+             parallel_fallback: int = DEFAULT_PARALLEL, table: bool = True) -> list[PodOutcome]:
     """Run ``work`` on every pod of ``targets`` (a ``PodTargets``) and report like kubectl would.
 
     Notes on skipped pods first; each failure as soon as it happens (``error: [pod/NAME] …``); at the
     end the summary table and a count on ``stream``, and ``print_result`` for each success in pod
     order (e.g. the saved path on stdout). Returns the outcomes when every pod succeeded, else raises
     :class:`PodsFailed` whose exit code is :func:`fanout_exit_code`.
-    Ctrl-C: the table of what finished is still printed, then :class:`Interrupted` is raised.
+    Ctrl-C: the table of what finished is still printed, then :class:`Interrupted` is raised. With
+    stoppable artifacts (``job.cancel.add_stopper``) the first Ctrl-C stops them gracefully (complete
+    files, the output so far) and the run ends with :class:`Interrupted` once they are done.
+
+    ``parallel_fallback``: the width without ``--parallel`` (streams run every pod at once).
+    ``table=False``: no summary table on success (streams: the output is the data); failures and the
+    count are still reported.
     """
     pods = list(targets.pods)
     bars = not quiet and bool(getattr(stream, "isatty", lambda: False)())
     console = Console(stream, bars)
     for pod, why in targets.skipped:
         console.say(f"skipping pod/{pod}: {why}")
-    width = default_parallel(len(pods), parallel)
+    width = default_parallel(len(pods), parallel, parallel_fallback)
     if not quiet:
         console.say(f"{kind} of {len(pods)} pod{'s' if len(pods) != 1 else ''} of {targets.described} "
                     f"in namespace {targets.namespace}, {width} at a time")
@@ -509,23 +545,29 @@ def run_many(targets: Any, work: Callable[[PodJob], Any], *, conn: Any, parallel
             console.say(f"error: [pod/{outcome.pod}] {outcome.message()}")
 
     started = time.monotonic()
+    cancel = Cancellation()
     try:
         outcomes = run_on_pods(pods, work, namespace=targets.namespace, parallel=width, console=console,
-                               conn=conn, on_done=done)
+                               conn=conn, on_done=done, cancel=cancel)
     except PodsInterrupted as exc:
-        _report(exc.outcomes, time.monotonic() - started, stream, print_result)
+        _report(exc.outcomes, time.monotonic() - started, stream, print_result, True)
         raise Interrupted("interrupted: the pods still collecting were stopped and their temporary files "
                           "removed; the files listed above are complete", signum=15 if
                           exc.exit_code == ExitCode.TERMINATED else 2) from None
-    _report(outcomes, time.monotonic() - started, stream, print_result)
-    if fanout_exit_code(outcomes):
+    failed = fanout_exit_code(outcomes)
+    _report(outcomes, time.monotonic() - started, stream, print_result, table or bool(failed) or cancel.stopping)
+    if cancel.stopping:
+        raise Interrupted("stopped at your request: every running session was ended gracefully; the "
+                          "files and output above are complete")
+    if failed:
         raise PodsFailed(outcomes)
     return outcomes
 
 
 def _report(outcomes: list[PodOutcome], wall: float, stream: IO[str],
-            print_result: Callable[[PodOutcome], None] | None) -> None:
-    stream.write(summary_table(outcomes) + "\n")
+            print_result: Callable[[PodOutcome], None] | None, table: bool = True) -> None:
+    if table:
+        stream.write(summary_table(outcomes) + "\n")
     stream.write(summary_line(outcomes, wall) + "\n")
     stream.flush()
     if print_result is not None:

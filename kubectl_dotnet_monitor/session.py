@@ -64,18 +64,27 @@ def open_session(
     allow_inject: bool = True,
     say: Say = lambda _: None,
     conn_and_client: tuple[ClusterConnection, object] | None = None,
+    tunnel_hook: Callable[[object], None] | None = None,
 ) -> PodSession:
-    """Connect, ensure a monitor in ``pod``, and return a session with an authenticated client."""
+    """Connect, ensure a monitor in ``pod``, and return a session with an authenticated client.
+
+    ``tunnel_hook`` is called with every ``PodTunnel`` the session's client opens, before it is
+    used (a many-pod run keeps them so Ctrl-C can :meth:`~PodTunnel.abort` them); if the hook
+    raises, the tunnel is closed and the error propagates.
+    """
     from kubectl_dotnet_monitor.inject.injector import ensure_monitor
 
     conn, client = conn_and_client or connect(flags)
     endpoint = ensure_monitor(client, conn.namespace, pod, request, allow_inject=allow_inject, say=say)
-    monitor = monitor_client(conn, client, endpoint)
+    monitor = monitor_client(conn, client, endpoint, tunnel_hook=tunnel_hook)
     return PodSession(conn=conn, client=client, endpoint=endpoint, monitor=monitor)
 
 
-def monitor_client(conn: ClusterConnection, client: object, endpoint: MonitorEndpoint) -> object:
+def monitor_client(conn: ClusterConnection, client: object, endpoint: MonitorEndpoint,
+                   tunnel_hook: Callable[[object], None] | None = None) -> object:
     """A MonitorClient for ``endpoint``: token from the kept key, one tunnel per request.
+
+    ``tunnel_hook`` (see :func:`open_session`) sees every tunnel opened, probes included.
 
     Right after an injection the monitor may not listen yet; the first tunnels then retry
     "connection refused" for a short grace period instead of failing.
@@ -97,6 +106,12 @@ def monitor_client(conn: ClusterConnection, client: object, endpoint: MonitorEnd
         nonlocal grace_until
         while True:
             tunnel = PodTunnel.open(conn, endpoint.namespace, endpoint.pod, endpoint.port, CONNECT_TIMEOUT)
+            if tunnel_hook is not None:
+                try:
+                    tunnel_hook(tunnel)
+                except BaseException:
+                    tunnel.close()
+                    raise
             if time.monotonic() >= grace_until:
                 return tunnel
             # Probe: the kubelet reports "connection refused" on the error channel at once when

@@ -22,6 +22,9 @@ def env(ctx: click.Context, pod: str, show_secrets: bool, fmt: str, **kw: object
     keys, tokens injected from Kubernetes Secrets), and they are printed in
     clear: the command refuses unless --show-secrets says you mean it.
 
+    POD is one pod (POD or pod/NAME); a workload (deploy/NAME...) is refused as
+    a usage error: this command reads one monitor.
+
     \b
     Examples:
       kubectl dotnet-monitor env web-7d4b9-x2x9z --show-secrets

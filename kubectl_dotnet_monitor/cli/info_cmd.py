@@ -20,6 +20,9 @@ def info(ctx: click.Context, pod: str, fmt: str, **kw: object) -> None:
     parameters, call_stacks, metrics, http_egress. Listen mode is needed for
     stacks, exceptions, parameters and collection rules.
 
+    POD is one pod (POD or pod/NAME); a workload (deploy/NAME...) is refused as
+    a usage error: this command reads one monitor.
+
     \b
     Examples:
       kubectl dotnet-monitor info web-7d4b9-x2x9z

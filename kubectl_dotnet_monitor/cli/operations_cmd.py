@@ -14,7 +14,8 @@ def operations() -> None:
     Operations of egressed artifacts tell where the artifact went; running
     traces, logs, live metrics and parameter captures can be stopped (the
     artifact stays valid) and any running operation cancelled. These commands
-    never inject a monitor.
+    never inject a monitor. They work on one pod (POD or pod/NAME); a workload
+    (deploy/NAME...) is refused as a usage error.
 
     \b
     Examples:

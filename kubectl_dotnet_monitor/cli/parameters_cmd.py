@@ -1,4 +1,4 @@
-"""``kubectl dotnet-monitor parameters POD``."""
+"""``kubectl dotnet-monitor parameters TARGET`` (a pod, one pod of a workload, or many pods)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from kubectl_dotnet_monitor.cli.artifact_common import (
 
 
 @click.command()
-@click.argument("pod")
 @click.option("--method", "methods", multiple=True, metavar="MODULE!TYPE.METHOD", required=True,
               help="A method whose parameters to capture, e.g. MyApp.dll!MyApp.Orders.OrderService.Place "
                    "(repeatable).")
@@ -24,14 +23,18 @@ from kubectl_dotnet_monitor.cli.artifact_common import (
 @in_process_option
 @stream_options
 @click.pass_context
-def parameters(ctx: click.Context, pod: str, methods: tuple[str, ...], duration: float, follow: bool,
+def parameters(ctx: click.Context, methods: tuple[str, ...], duration: float, follow: bool,
                capture_limit: int | None, fmt: str, **kw: object) -> None:
-    """Capture the parameters of calls to chosen methods in the .NET process in POD (experimental).
+    """Capture the parameters of calls to chosen methods in the .NET process in a pod (experimental).
 
     Each call prints as it happens. Needs dotnet-monitor's in-process features
     with parameter capturing (Listen mode; see --enable-in-process-features).
     dotnet-monitor documents it as unsupported for apps whose diagnostic port
     is `nosuspend`. Ctrl-C stops gracefully and exits 130.
+
+    TARGET is a pod (POD or pod/NAME), a workload (deploy/NAME... with --all:
+    every running pod of it) or -l SELECTOR; with several pods every pod runs at
+    once and each line is prefixed [pod/NAME].
 
     \b
     Examples:
@@ -41,10 +44,10 @@ def parameters(ctx: click.Context, pod: str, methods: tuple[str, ...], duration:
     from kubectl_dotnet_monitor.artifacts.requests import parameters_spec
     from kubectl_dotnet_monitor.cli.artifact_common import (
         Target,
+        passthrough,
         run_stream,
-        stdout_bytes,
     )
 
     spec = parameters_spec(methods, duration, follow, fmt == "json", capture_limit)
-    target = Target.take(ctx, pod, kw)
-    run_stream(target, spec, stdout_bytes(), **kw)
+    target = Target.take(ctx, None, kw)
+    run_stream(target, spec, passthrough, **kw)

@@ -1,4 +1,4 @@
-"""``kubectl dotnet-monitor stacks POD``."""
+"""``kubectl dotnet-monitor stacks TARGET`` (a pod, one pod of a workload, or many pods)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,18 @@ from kubectl_dotnet_monitor.cli.artifact_common import (
 
 
 @click.command()
-@click.argument("pod")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "speedscope"]), default="text",
               show_default=True, help="text (readable), json, or speedscope (open in speedscope.app).")
 @in_process_option
 @file_artifact_options
 @click.pass_context
-def stacks(ctx: click.Context, pod: str, fmt: str, **kw: object) -> None:
-    """Capture the managed call stacks of every thread of the .NET process in POD.
+def stacks(ctx: click.Context, fmt: str, **kw: object) -> None:
+    """Capture the managed call stacks of every thread of the .NET process in a pod (or many).
 
-    Printed on stdout unless -o names a file or directory. Needs dotnet-monitor's
+    Printed on stdout unless -o names a file or directory. TARGET is a pod, a
+    workload (deploy/NAME... with --all: every running pod) or -l SELECTOR; with
+    several pods each line on stdout is prefixed [pod/NAME], or -o DIR/ saves one
+    file per pod. Needs dotnet-monitor's
     in-process features (Listen mode; see --enable-in-process-features): when
     they are off the command says so and how to turn them on.
 
@@ -28,12 +30,13 @@ def stacks(ctx: click.Context, pod: str, fmt: str, **kw: object) -> None:
     Examples:
       kubectl dotnet-monitor stacks web-7d4b9-x2x9z --enable-in-process-features
       kubectl dotnet-monitor stacks web-7d4b9-x2x9z --format speedscope -o stacks/
+      kubectl dotnet-monitor stacks -l app=web --format speedscope -o stacks/
     """
     from kubectl_dotnet_monitor.artifacts.requests import stacks_spec
     from kubectl_dotnet_monitor.cli.artifact_common import Target, run_file_artifact
 
     spec = stacks_spec(fmt)
-    target = Target.take(ctx, pod, kw)
+    target = Target.take(ctx, None, kw)
     if kw.get("output") is None and not kw.get("egress"):
         _print_stacks(target, spec, kw)
         return
@@ -41,14 +44,9 @@ def stacks(ctx: click.Context, pod: str, fmt: str, **kw: object) -> None:
 
 
 def _print_stacks(target: object, spec: object, kw: dict) -> None:
-    from kubectl_dotnet_monitor.cli.artifact_common import transfer_options
-    from kubectl_dotnet_monitor.cli.options import say
-    from kubectl_dotnet_monitor.collect import fetch_artifact
+    from kubectl_dotnet_monitor.cli.artifact_common import run_fetch, transfer_options
 
-    transfer = transfer_options(kw["idle_timeout"], kw["wait_when_busy"], kw["quiet"])
-    session = target.open()
-    try:
-        _, body = fetch_artifact(session, spec, target.selector(), transfer, say=say)
-    finally:
-        session.close()
-    click.echo(body.decode("utf-8", "replace"), nl=not body.endswith(b"\n"))
+    def emit(turn: object, process: object, body: bytes, out: object) -> None:
+        out(body if body.endswith(b"\n") or not body else body + b"\n")
+
+    run_fetch(target, spec, emit, transfer=transfer_options(kw["idle_timeout"], kw["wait_when_busy"], kw["quiet"]))

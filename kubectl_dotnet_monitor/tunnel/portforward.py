@@ -276,6 +276,24 @@ class PodTunnel:
             self._closed = True
             self._ws.close()
 
+    def abort(self) -> None:
+        """Cut the connection now, from any thread: a read blocked in another thread fails at once.
+
+        ``close()`` alone does not wake a thread blocked in ``recv`` on Linux; shutting the socket down
+        does. The raw socket's ``shutdown`` is used (a TLS socket's own would drop the SSL object under
+        the reading thread), so the reader sees the connection end and raises
+        :class:`TunnelClosedError`; that thread still calls :meth:`close`. Idempotent, never raises.
+        """
+        import socket
+
+        sock = getattr(self._ws, "_sock", None)
+        if sock is None:
+            return
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except (OSError, ValueError):
+            pass  # already closed
+
     def __enter__(self) -> PodTunnel:
         return self
 

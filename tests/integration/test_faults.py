@@ -9,6 +9,7 @@ the sandbox's control endpoint; each applies to one gcdump response only.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -27,7 +28,6 @@ from tests.integration.conftest import (
     pods_by_label,
     records_for,
     run_plugin,
-    sha256_file,
     start_plugin,
     temp_files,
     wait_for,
@@ -74,30 +74,33 @@ def test_connection_reset_mid_stream(sb, pods, tmp_path):
     assert_no_artifacts(d)
 
 
-def test_clean_looking_truncated_end_is_saved_as_sent(sb, pods, tmp_path):
+def test_clean_looking_truncated_end_is_detected(sb, pods, tmp_path):
     """dotnet-monitor ends the chunked body *normally* when a handled error happens after the first
-    byte (reference dotnet-monitor-api.md §1.3), and records the operation Succeeded. HTTP alone cannot
-    tell that from a complete artifact, so today the plugin saves it with exit 0. This asserts that
-    honest behaviour (the file holds exactly what was sent); the xfail test below is the gap."""
+    byte (reference dotnet-monitor-api.md §1.3), and records the operation Succeeded: HTTP alone cannot
+    tell it from a complete artifact. The gcdump's own end-of-stream marker (the FastSerialization
+    trailer) can: the cut body is reported and never gets its final name."""
     d = out(tmp_path)
     since = last_seq(sb)
     fault(sb, "truncate", after=300 * KIB)
     run = run_plugin(sb, "gcdump", pods[0], "-o", str(d / "heap.gcdump"))
     [record] = records_for(sb, pods[0], since)
-    assert record["complete"] is False and record["bytes"] == 300 * KIB
-    assert run.rc == 0, str(run)
-    assert sha256_file(d / "heap.gcdump") == record["sha256"]
-    assert temp_files(d) == []
-
-
-@pytest.mark.xfail(strict=True, reason="gap: a clean chunked end after fewer bytes is undetectable over "
-                   "HTTP; needs a content check (nettrace end-of-stream) or the monitor's own signal")
-def test_clean_looking_truncated_end_is_detected(sb, pods, tmp_path):
-    d = out(tmp_path)
-    fault(sb, "truncate", after=300 * KIB)
-    run = run_plugin(sb, "gcdump", pods[0], "-o", str(d / "heap.gcdump"))
-    assert_user_error(run, 6, "incomplete")
+    assert record["complete"] is False and record["bytes"] == 300 * KIB   # the monitor really cut it
+    assert_user_error(run, 6, "incomplete", "end-of-stream marker", "ended the transfer early",
+                      "nothing was saved", f"kubectl logs -n default {pods[0]} -c dotnet-monitor")
     assert_no_artifacts(d)
+
+
+def test_clean_looking_truncated_end_on_stdout_still_fails(sb, pods, tmp_path):
+    """With ``-o -`` the bytes are gone before the end shows the cut: exit 6 all the same, and say so."""
+    since = last_seq(sb)
+    fault(sb, "truncate", after=300 * KIB)
+    run = run_plugin(sb, "gcdump", pods[0], "-o", "-", cwd=tmp_path, binary=True)
+    [record] = records_for(sb, pods[0], since)
+    assert run.rc == 6, str(run)
+    assert "Traceback" not in run.stderr and "incomplete" in run.stderr, str(run)
+    assert "standard output" in run.stderr, str(run)
+    assert hashlib.sha256(run.stdout_bytes).hexdigest() == record["sha256"]   # what was sent, as sent
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_stall_hits_the_idle_timeout(sb, pods, tmp_path):

@@ -1,4 +1,5 @@
-"""python -m tests.sandbox up [--scenario NAME] [--state-dir DIR] [--detach] | down | list"""
+"""python -m tests.sandbox up [--scenario NAME] [--state-dir DIR] [--detach] | down | list |
+artifacts | fire-rule NAMESPACE POD RULE [--pid N]"""
 
 from __future__ import annotations
 
@@ -29,7 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     arts = sub.add_parser("artifacts", help="what the simulated monitors sent (bytes, SHA-256)")
     arts.add_argument("--scenario", default="basic")
     arts.add_argument("--state-dir")
+    fire = sub.add_parser("fire-rule", help="fire a collection rule's trigger in a pod's dotnet-monitor "
+                                             "and print the ids of the operations it started")
+    fire.add_argument("--scenario", default="basic")
+    fire.add_argument("--state-dir")
+    fire.add_argument("namespace")
+    fire.add_argument("pod")
+    fire.add_argument("rule", help="the collection rule's name (case-insensitive)")
+    fire.add_argument("--pid", type=int, help="only for the process with this id")
     args = parser.parse_args(argv)
+    if args.command == "fire-rule":
+        return cmd_fire_rule(_state_dir(args), args.namespace, args.pod, args.rule, args.pid)
     if args.command == "artifacts":
         return cmd_artifacts(_state_dir(args))
     if args.command == "up":
@@ -149,6 +160,70 @@ def cmd_artifacts(state_dir: Path) -> int:
         print(f"{record.get('pod', '?'):28} {record.get('route', '?'):12} {record.get('bytes', 0):>12} "
               f"sha256={record.get('sha256', '?')} complete={record.get('complete')}")
     return 0
+
+
+def cmd_fire_rule(state_dir: Path, namespace: str, pod: str, rule: str, pid: int | None) -> int:
+    """`fire-rule`: the trigger of `rule` fires in the pod's simulated dotnet-monitor(s) (through
+    the control endpoint); prints one started operation id per line. Exit 1, with the reason on
+    stderr, when the sandbox, the pod, a running monitor or the rule is missing."""
+    from .control import ControlError, SandboxControl
+
+    if not (state_dir / "state.json").exists():
+        print(f"error: no sandbox running from {state_dir}", file=sys.stderr)
+        return 1
+    control = SandboxControl(state_dir)
+    try:
+        spec = control.pod(namespace, pod)
+        if spec is None:
+            print(f'error: pod "{pod}" not found in namespace "{namespace}"', file=sys.stderr)
+            return 1
+        ids = control.fire_rule(namespace, pod, rule, pid=pid)
+    except ControlError as exc:
+        if exc.code == 404:
+            print(f"error: no dotnet-monitor is running in pod {namespace}/{pod}", file=sys.stderr)
+        else:
+            print(f"error: the control endpoint answered {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: cannot reach the sandbox's control endpoint ({exc}); is it running?",
+              file=sys.stderr)
+        return 1
+    for op in ids:
+        print(op)
+    if ids:
+        return 0
+    # Nothing started: tell an unknown rule (an error) from one that did not act (throttled,
+    # finished, still executing, or no process passes its filters).
+    configured = _configured_rules(spec)
+    if rule.lower() not in {name.lower() for name in configured}:
+        known = ", ".join(sorted(configured)) or "none"
+        print(f"error: no collection rule {rule!r} in the dotnet-monitor of pod {namespace}/{pod} "
+              f"(configured: {known})", file=sys.stderr)
+        return 1
+    if pid is not None:
+        why = (f"no process {pid} is visible to the monitor, or the rule is throttled, finished or "
+               "still executing for it, or the process does not pass the rule's filters")
+    else:
+        why = ("it is throttled, finished or still executing, or no visible process passes its "
+               "filters")
+    print(f"rule {rule!r} fired but started no operation ({why})", file=sys.stderr)
+    return 0
+
+
+def _configured_rules(pod: dict) -> list[str]:
+    """Collection rule names configured in the pod's containers (the monitor's config comes
+    from its container spec only)."""
+    from .monitor.config import monitor_config
+
+    spec = pod.get("spec") or {}
+    names: list[str] = []
+    for container in (spec.get("ephemeralContainers") or []) + (spec.get("containers") or []):
+        try:
+            rules = monitor_config(container).collection_rules
+        except (ValueError, KeyError, TypeError, AttributeError):
+            rules = {}  # settings the monitor could not bind: it runs no rules
+        names += [n for n in rules if n not in names]
+    return names
 
 
 def cmd_list() -> int:

@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from . import protobuf as pb
 from . import store as st
 from .scenario import Scenario, UserSpec
 
@@ -69,6 +70,12 @@ def path_not_found() -> ApiError:
 def method_not_allowed(group: str, resource: str, verb: str) -> ApiError:
     return ApiError(405, "MethodNotAllowed",
                     f"the server does not allow this method on the requested resource", {})
+
+
+def unsupported_media_type(accepted: list[str]) -> ApiError:
+    """The serializer negotiation's 415 for a request body it cannot decode."""
+    return ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown "
+                    "format - accepted media types include: " + ", ".join(accepted))
 
 
 class User:
@@ -813,12 +820,37 @@ class Rest:
 
     # ------------------------------------------------------------------ writing
 
-    def _json_body(self) -> dict:
-        try:
-            body = json.loads(self.req.body or b"null")
-        except ValueError as exc:
-            raise ApiError(400, "BadRequest",
-                           f"couldn't get version/kind; json parse error: {exc}") from None
+    def _body(self) -> dict:
+        """The request's object in its JSON form, decoded by Content-Type as the API server's
+        serializers do: JSON (also when no Content-Type is sent), YAML, or the protobuf envelope
+        (protobuf.py). Another media type, or a protobuf kind the sandbox cannot decode, is the
+        server's 415 UnsupportedMediaType."""
+        ctype = (self.h.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype in ("", "application/json"):
+            try:
+                body = json.loads(self.req.body or b"null")
+            except ValueError as exc:
+                raise ApiError(400, "BadRequest",
+                               f"couldn't get version/kind; json parse error: {exc}") from None
+        elif ctype == "application/yaml":
+            import yaml
+
+            try:
+                body = yaml.safe_load(self.req.body or b"") if self.req.body else None
+            except yaml.YAMLError as exc:
+                raise ApiError(400, "BadRequest", "error converting YAML to JSON: yaml: "
+                               + str(exc).replace("\n", " ")) from None
+        elif ctype == pb.MEDIA_TYPE:
+            try:
+                body = pb.decode(self.req.body)
+            except pb.UnsupportedKind:
+                # A real server decodes every built-in kind; what the sandbox cannot, it refuses
+                # as a real server refuses protobuf for a resource without a protobuf form.
+                raise unsupported_media_type(["application/json", "application/yaml"]) from None
+            except pb.DecodeError as exc:
+                raise ApiError(400, "BadRequest", str(exc)) from None
+        else:
+            raise unsupported_media_type(["application/json", "application/yaml", pb.MEDIA_TYPE])
         if not isinstance(body, dict):
             raise ApiError(400, "BadRequest", "Object 'Kind' is missing in 'null'")
         return body
@@ -835,7 +867,7 @@ class Rest:
             raise method_not_allowed(self.group, self.resource, "create")
         if self.resource not in ("secrets", "configmaps", "events"):
             raise method_not_allowed(self.group, self.resource, "create")
-        body = self._json_body()
+        body = self._body()
         api_version, kind, _ = st.RESOURCES[self.resource]
         if body.get("kind") not in (None, kind):
             raise ApiError(400, "BadRequest",
@@ -940,7 +972,7 @@ class Rest:
                 ctype = self.h.headers.get("Content-Type") or ""
                 patched = admission.apply_object_patch(old, self.req.body, ctype)
             else:
-                patched = self._json_body()
+                patched = self._body()
                 if patched.get("kind") not in (None, kind) or \
                         patched.get("apiVersion") not in (None, "apps/v1"):
                     raise ApiError(400, "BadRequest",
@@ -1061,7 +1093,7 @@ class Rest:
                 ctype = self.h.headers.get("Content-Type") or ""
                 patched = admission.apply_patch(old, self.req.body, ctype)
             else:
-                patched = self._json_body()
+                patched = self._body()
                 meta = patched.get("metadata") or {}
                 if meta.get("name") and meta["name"] != self.name:
                     raise ApiError(400, "BadRequest",
@@ -1167,11 +1199,7 @@ class Rest:
     # ------------------------------------------------------------------ reviews
 
     def self_subject_access_review(self) -> None:
-        ctype = (self.h.headers.get("Content-Type") or "").split(";")[0].strip()
-        if ctype == PROTOBUF:
-            body = _ssar_from_protobuf(self.req.body)
-        else:
-            body = self._json_body()
+        body = self._body()
         spec = body.get("spec") or {}
         ra = spec.get("resourceAttributes")
         nra = spec.get("nonResourceAttributes")
@@ -1196,7 +1224,7 @@ class Rest:
         self.h.send_json(201, out)
 
     def self_subject_rules_review(self) -> None:
-        body = self._json_body()
+        body = self._body()
         ns = (body.get("spec") or {}).get("namespace", "")
         rules = []
         for rule in self.req.user.rules:
@@ -1220,68 +1248,6 @@ class Rest:
                                "metadata": {"creationTimestamp": None},
                                "status": {"userInfo": {"username": u.name,
                                                        "groups": list(u.groups)}}})
-
-
-PROTOBUF = "application/vnd.kubernetes.protobuf"
-
-
-def _proto_fields(data: bytes) -> dict[int, list]:
-    """Decode one protobuf message into {field number: [values]} (varints and byte strings)."""
-    out: dict[int, list] = {}
-    i = 0
-
-    def varint() -> int:
-        nonlocal i
-        shift = value = 0
-        while True:
-            b = data[i]
-            i += 1
-            value |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return value
-            shift += 7
-
-    while i < len(data):
-        key = varint()
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value: Any = varint()
-        elif wire == 2:
-            n = varint()
-            value = data[i:i + n]
-            i += n
-        elif wire == 1:
-            value, i = data[i:i + 8], i + 8
-        elif wire == 5:
-            value, i = data[i:i + 4], i + 4
-        else:
-            raise ApiError(400, "BadRequest", "unsupported protobuf wire type")
-        out.setdefault(number, []).append(value)
-    return out
-
-
-def _ssar_from_protobuf(body: bytes) -> dict:
-    """A SelfSubjectAccessReview sent as `application/vnd.kubernetes.protobuf` (kubectl auth can-i)."""
-    if not body.startswith(b"k8s\x00"):
-        raise ApiError(400, "BadRequest", "provided data does not appear to be a protobuf message, "
-                       "expected prefix [107 56 115 0]")
-    try:
-        unknown = _proto_fields(body[4:])
-        raw = _proto_fields(unknown.get(2, [b""])[0])
-        spec = _proto_fields(raw.get(2, [b""])[0])
-        text = lambda f, n: f.get(n, [b""])[0].decode()  # noqa: E731
-        out: dict = {}
-        if 1 in spec:
-            ra = _proto_fields(spec[1][0])
-            names = {1: "namespace", 2: "verb", 3: "group", 4: "version", 5: "resource",
-                     6: "subresource", 7: "name"}
-            out["resourceAttributes"] = {k: text(ra, n) for n, k in names.items() if n in ra}
-        if 2 in spec:
-            nra = _proto_fields(spec[2][0])
-            out["nonResourceAttributes"] = {"path": text(nra, 1), "verb": text(nra, 2)}
-    except (IndexError, UnicodeDecodeError):
-        raise ApiError(400, "BadRequest", "unable to decode protobuf SelfSubjectAccessReview") from None
-    return {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": out}
 
 
 class _CaseInsensitive(dict):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import socket
+import struct
 import threading
 import time
 
 import pytest
 
 from tests.sandbox.monitor import start_monitor
-from tests.sandbox.monitor.artifacts import bulk_chunks, expected_sha256
+from tests.sandbox.monitor.artifacts import bulk_chunks, expected_bytes, expected_sha256
 from tests.sandbox.monitor.testing import FakeNetwork, ListRecorder, monitor_container, prepared_pod, request, scenario
 
 NOAUTH = ["collect", "--no-auth", "--urls", "http://localhost:52323"]
@@ -174,6 +176,87 @@ def test_collection_rule_fires_into_egress(mon):
     detail = request(mon.port, "GET", "/collectionrules/Leak").json()
     assert detail["lifetimeOccurrences"] == 1 and detail["state"] == "Finished"
     assert request(mon.port, "GET", f"/operations/{op}").status == 201
+
+
+# ------------------------------------------------- bodies are structurally the real formats
+# Small readers written from the format documents (perfview FastSerialization.cs and
+# EventPipeFormat.md, the ELF64 core layout): they read what the plugin's integrity check reads.
+
+FS_HEADER = struct.pack("<i", 20) + b"!FastSerialization.1"
+
+
+def _read_type(body: bytes, at: int, begin: int) -> tuple[str, int, int, int]:
+    """A FastSerialization type object at ``at``: (name, version, min reader version, end)."""
+    assert body[at:at + 2] == bytes([begin, 1])                       # begin tag, null type-of-type
+    version, min_reader, n = struct.unpack_from("<iii", body, at + 2)
+    name = body[at + 14:at + 14 + n].decode()
+    assert body[at + 14 + n] == 6                                     # EndObject
+    return name, version, min_reader, at + 15 + n
+
+
+def parse_gcdump(body: bytes) -> dict:
+    assert body.startswith(FS_HEADER) and body[24] == 4              # entry object: BeginObject
+    name, version, _, _ = _read_type(body, 25, 4)
+    (suffix_label,) = struct.unpack_from("<I", body, len(body) - 4)
+    (table,) = struct.unpack_from("<I", body, suffix_label)          # the trailer: the table's label
+    (count,) = struct.unpack_from("<i", body, table)
+    assert suffix_label == len(body) - 8 and table + 4 + 4 * count == suffix_label
+    assert body[table - 2:table] == b"\x06\x06"                       # entry EndObject, end of objects
+    return {"type": name, "version": version, "forward_refs": count}
+
+
+def parse_nettrace(body: bytes) -> dict:
+    assert body.startswith(b"Nettrace" + FS_HEADER) and body[32] == 5
+    name, version, min_reader, at = _read_type(body, 33, 5)
+    fields = struct.unpack_from("<8hqqiiii", body, at)
+    assert body[at + 48] == 6                                         # end of the Trace object
+    assert body.endswith(b"\x06\x01")                                 # EndObject, NullReference
+    return {"type": name, "version": version, "min_reader": min_reader, "pointer_size": fields[10]}
+
+
+def parse_core(body: bytes) -> list[tuple[int, int, int]]:
+    ident, e_type, machine, _, _, phoff, shoff, _, ehsize, phentsize, phnum, _, shnum, _ = \
+        struct.unpack_from("<16sHHIQQQIHHHHHH", body)
+    assert ident[:7] == b"\x7fELF\x02\x01\x01" and (e_type, machine, ehsize, phentsize) == (4, 0x3E, 64, 56)
+    assert phoff == 64 and (shoff, shnum) == (0, 0)
+    segments = [struct.unpack_from("<IIQQQQQQ", body, phoff + i * 56) for i in range(phnum)]
+    extents = [(p[0], p[2], p[5]) for p in segments]                  # type, offset, file size
+    assert extents[0][0] == 4 and {t for t, _, _ in extents[1:]} == {1}   # PT_NOTE, then PT_LOAD
+    assert extents[0][1] == 64 + 56 * phnum
+    for (_, off, size), (_, nxt, _) in itertools.pairwise(extents):
+        assert off + size == nxt                                      # segments tile the body
+    assert max(off + size for _, off, size in extents) == len(body)
+    return extents
+
+
+@pytest.mark.parametrize("size", [64 << 10, 3_000_001, (1 << 20) + 7])
+def test_bulk_bodies_parse_as_their_formats(size):
+    assert parse_gcdump(expected_bytes("gcdump", 3, size)) == {"type": "GCHeapDump", "version": 10, "forward_refs": 0}
+    assert parse_nettrace(expected_bytes("trace", 3, size))["type"] == "Trace"
+    assert len(parse_core(expected_bytes("dump", 3, size))) >= 2
+
+
+@pytest.mark.parametrize("size", [0, 1, 23, 60, 175, 176, 177, 300])
+def test_tiny_bodies_have_exactly_their_size(size):
+    for kind in ("gcdump", "trace", "dump", "logs"):
+        assert len(expected_bytes(kind, 1, size)) == size
+    if size >= 176:
+        parse_core(expected_bytes("dump", 1, size))
+
+
+def test_served_bodies_parse_and_a_truncation_cuts_their_structure(mon):
+    assert parse_gcdump(request(mon.port, "GET", "/gcdump").body)["type"] == "GCHeapDump"
+    trace = request(mon.port, "GET", "/trace?durationSeconds=1")
+    assert trace.complete and parse_nettrace(trace.body)["version"] == 4
+    dump = request(mon.port, "GET", "/dump?type=Mini")
+    assert dump.complete and len(dump.body) == (1 << 20) // 8 and parse_core(dump.body)
+    mon.set_faults([{"artifact": "*", "kind": "truncate", "after": 100_000, "times": 3}])
+    for path, parse in (("/gcdump", parse_gcdump), ("/trace?durationSeconds=1", parse_nettrace),
+                        ("/dump", parse_core)):
+        cut = request(mon.port, "GET", path)
+        assert cut.complete and len(cut.body) == 100_000       # a clean chunked end ...
+        with pytest.raises((AssertionError, struct.error)):     # ... inside the format's structure
+            parse(cut.body)
 
 
 def test_binding_errors_empty_in_10_and_validation_in_8():

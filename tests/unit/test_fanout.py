@@ -237,15 +237,13 @@ def test_prefixed_lines_from_many_threads_never_mix():
 # ------------------------------------------------------------------------------------ interruption
 
 class SocketTunnel:
-    """Shaped like PodTunnel where Cancellation looks (``_ws._sock``); reads block on a socketpair."""
-
-    class _WS:
-        def __init__(self, sock: socket.socket) -> None:
-            self._sock = sock
+    """Shaped like PodTunnel for Cancellation (``abort()``); reads block on a socketpair."""
 
     def __init__(self) -> None:
         self.ours, self.peer = socket.socketpair()
-        self._ws = self._WS(self.ours)
+
+    def abort(self) -> None:
+        socket.socket.shutdown(self.ours, socket.SHUT_RDWR)
 
     def read(self) -> bytes:
         return self.ours.recv(1024)
@@ -298,16 +296,130 @@ def test_a_tunnel_opened_after_the_stop_is_cut_at_once():
         cancel.check()
 
 
-def test_watch_session_wraps_the_monitor_clients_tunnel_factory():
-    class Monitor:
-        def __init__(self):
-            self._open_tunnel = SocketTunnel
-
-    class Session:
-        monitor = Monitor()
-
+def test_adopt_is_the_sessions_tunnel_hook():
     cancel = Cancellation()
-    session = cancel.watch_session(Session())
-    tunnel = session.monitor._open_tunnel()
+    tunnel = SocketTunnel()
+    cancel.adopt(tunnel)
     cancel.cancel()
-    assert tunnel.read() == b""  # shut down: the blocked read would have returned at once
+    assert tunnel.read() == b""  # aborted: the blocked read would have returned at once
+    with pytest.raises(Interrupted):
+        cancel.adopt(SocketTunnel())  # the stop came while it was being opened
+
+
+def test_the_real_pod_tunnel_abort_wakes_a_blocked_reader():
+    from kubectl_dotnet_monitor.tunnel.portforward import PodTunnel
+    from kubectl_dotnet_monitor.tunnel.websocket import TunnelError, WebSocket
+
+    ours, peer = socket.socketpair()
+    tunnel = PodTunnel(WebSocket(ours, describe="test"), "ns", "pod", 52323)
+    got: list = []
+
+    def read():
+        try:
+            got.append(tunnel.recv_into(bytearray(16)))
+        except TunnelError as exc:
+            got.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(0.2)
+    assert reader.is_alive()
+    tunnel.abort()
+    tunnel.abort()  # idempotent
+    reader.join(timeout=2)
+    assert not reader.is_alive() and got and got[0] != 16
+    tunnel.close()
+    peer.close()
+
+
+class Stopper:
+    """Shaped like collect.StopOnInterrupt: ``request_stop`` ends the pod's session gracefully."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+
+    def request_stop(self) -> None:
+        self.stop.set()
+
+
+def test_first_ctrl_c_stops_streams_gracefully_and_starts_nothing_new():
+    cancel = Cancellation()
+    running = threading.Barrier(3)
+    stopped_ok: list[str] = []
+
+    def work(job):
+        stopper = Stopper()
+        job.cancel.add_stopper(stopper)
+        running.wait(timeout=5)
+        assert stopper.stop.wait(timeout=5)  # the monitor ends the session; the artifact is complete
+        stopped_ok.append(job.pod)
+        return Result(None)
+
+    def interrupt_when_running():
+        running.wait(timeout=5)
+        time.sleep(0.1)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_when_running, daemon=True).start()
+    c = console()
+    outcomes = run_on_pods(["a", "b", "c", "d"], work, namespace="ns", parallel=2, console=c, cancel=cancel)
+    assert cancel.stopping and not cancel.cancelled
+    assert sorted(stopped_ok) == ["a", "b"]
+    assert [o.ok for o in outcomes] == [True, True, False, False]
+    assert not outcomes[2].ran and outcomes[2].exit_code == ExitCode.INTERRUPTED
+    assert "stopping: asking each pod" in c.stream.getvalue()
+
+
+def test_a_stopper_registered_after_the_stop_is_stopped_at_once():
+    cancel = Cancellation()
+    cancel.add_stopper(Stopper())
+    assert cancel.stop_gracefully() and not cancel.stop_gracefully()  # only the first Ctrl-C
+    late = Stopper()
+    cancel.add_stopper(late)
+    assert late.stop.is_set()
+    with pytest.raises(Interrupted):
+        cancel.check()  # no new pod starts
+
+
+def test_without_stoppers_ctrl_c_is_not_graceful():
+    assert Cancellation().stop_gracefully() is False
+
+
+def test_workers_get_their_slot_for_the_progress_bar_row():
+    slots: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def work(job):
+        with lock:
+            slots[job.pod] = job.slot
+        time.sleep(0.01)
+
+    run([f"p{i}" for i in range(9)], work, parallel=3)
+    assert set(slots.values()) == {0, 1, 2}
+
+
+def test_streams_run_every_pod_at_once_and_skip_the_table_on_success():
+    active, peak = [0], [0]
+    lock = threading.Lock()
+
+    def work(job):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.1)
+        with lock:
+            active[0] -= 1
+        return Result(None)
+
+    out = io.StringIO()
+    @dataclass
+    class Targets:
+        pods: tuple
+        namespace: str = "ns"
+        described: str = "-l app=web"
+        skipped: tuple = ()
+
+    run_many(Targets(tuple(f"p{i}" for i in range(12))), work, conn=None, parallel=None, stream=out,
+             parallel_fallback=12, table=False)
+    assert peak[0] == 12
+    assert "POD " not in out.getvalue() and "12 pods: 12 succeeded" in out.getvalue()

@@ -193,3 +193,27 @@ def test_no_running_pod_at_all():
     pods = [pod("web-a", phase="Pending", ready=False)]
     with pytest.raises(NotReadyError, match="none of the 1 pods of -l app=web is running"):
         resolve_targets(FakeClient({}, pods), "shop", None, "app=web")
+
+
+# ------------------------------------------------------------------ single-pod commands (info, env...)
+
+def test_one_pod_name_takes_a_pod_and_refuses_a_workload():
+    from kubectl_dotnet_monitor.cli.artifact_common import one_pod_name
+
+    assert one_pod_name("web-0") == "web-0"
+    assert one_pod_name("pod/web-0") == "web-0"
+    with pytest.raises(UsageError, match="works on one pod"):
+        one_pod_name("deploy/web", "`info`")
+    with pytest.raises(UsageError, match="a pod is required"):
+        one_pod_name(None)
+
+
+def test_a_single_pod_command_refuses_a_selector():
+    import click
+
+    from kubectl_dotnet_monitor.cli.artifact_common import Target
+
+    ctx = click.Context(click.Command("info"))
+    target = Target.take(ctx, None, {"target": None, "label_selector": "app=web", "namespace": None})
+    with pytest.raises(UsageError, match="-l selects several"):
+        target.pod

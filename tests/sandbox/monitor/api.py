@@ -519,8 +519,8 @@ class MonitorApi:
 
         def produce(sink, op):
             stream = art.ContentSource(seed)
-            magic = art.MAGIC["trace"]
-            sink.write(memoryview(magic))
+            prefix, suffix = art.NETTRACE_PREFIX, art.NETTRACE_SUFFIX
+            sink.write(memoryview(prefix))
             position = 0
 
             def emit(n):
@@ -532,7 +532,7 @@ class MonitorApi:
                     position += take
                     n -= take
 
-            total = max(knob.size - len(magic) - 1 - knob.rundown_size, 0)
+            total = max(knob.size - len(prefix) - len(suffix) - knob.rundown_size, 0)
             ticks = max(1, int(math.ceil((duration if duration is not None else 0) / 0.1)))
             per_tick = total // ticks if duration is not None else max(total // 300, 1024)
             step = (duration / ticks) if duration is not None else 0.1 * self.m.knobs.time_scale
@@ -550,7 +550,7 @@ class MonitorApi:
                         raise Cancelled()
                     break
             emit(knob.rundown_size)  # rundown after the session ends (stop included)
-            sink.write(memoryview(b"\x01"))
+            sink.write(memoryview(suffix))  # the last object's EndObject, then the end-of-stream tag
 
         return self._artifact(req, "trace", proc, name, "application/octet-stream", produce)
 

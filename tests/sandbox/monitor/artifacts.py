@@ -1,10 +1,29 @@
 """Deterministic artifact bodies and their SHA-256.
 
-Bulk artifacts (dump, gcdump, trace) are ``prefix + filler [+ suffix]`` where the filler is built
-from one 1 MiB pseudo-random block per seed: chunk *i* is the block rotated by a per-chunk offset,
-taken as a zero-copy ``memoryview`` of the block stored twice. So any size costs one 1 MiB
-``randbytes`` and no per-byte Python work; the same (kind, seed, size) always gives the same bytes,
-and :func:`expected_sha256` recomputes them for tests.
+Bulk artifacts (dump, gcdump, trace) are ``prefix + filler + suffix``: the prefix and suffix are the
+real format's structure, so the plugin's integrity check has something true to check, and a
+truncation fault (the clean-looking early end, reference §1.3) cuts inside that structure as a real
+mid-stream failure would. They carry exactly what that check reads and no more:
+
+* gcdump — a FastSerialization stream as dotnet-monitor's ``Serializer`` writes it into its memory
+  buffer: the ``!FastSerialization.1`` header, the entry object (``BeginObject``, its type object
+  ``GCHeapDump``), the object's data (filler), its ``EndObject``, the unbalanced ``EndObject`` that
+  ends the object list, an empty forward-reference table, the trailer (label of that table) and the
+  suffix label pointing at the trailer (labels are 4-byte stream offsets).
+* trace — a nettrace (V4/V5): ``Nettrace`` magic, the ``!FastSerialization.1`` header, a complete
+  ``Trace`` object, then the event data (filler) ending with the last object's ``EndObject`` tag and
+  the ``NullReference`` tag that ends the stream (EventPipeFormat.md, "Ending the stream").
+* dump (``core_<ts>``) — an ELF64 little-endian x86-64 core: the ELF header, one ``PT_NOTE`` and up
+  to 16 ``PT_LOAD`` program headers whose file extents tile the rest of the body, the last one
+  ending exactly at the body size; segment contents are filler. Below 176 bytes (header + two
+  program headers) no valid core fits: the body is then the start of the header, cut.
+
+The filler is built from one 1 MiB pseudo-random block per seed: chunk *i* is the block rotated by a
+per-chunk offset, taken as a zero-copy ``memoryview`` of the block stored twice. So any size costs one
+1 MiB ``randbytes`` and no per-byte Python work; the same (kind, seed, size) always gives the same
+bytes, and :func:`expected_sha256` recomputes them for tests. The block holds no ``0x01`` byte, so a
+trace cut inside its filler never happens to end like a complete one (``EndObject``,
+``NullReference``) — a 1-in-65536 coincidence that would make fault tests flaky.
 
 Hashing choice: the SHA-256 is computed *as the bytes are sent* (it must cover exactly what was
 sent when a fault cuts the body), on a helper thread fed with the same memoryviews (see
@@ -18,27 +37,114 @@ import hashlib
 import json
 import queue
 import random
+import struct
 import threading
 import time
 from collections.abc import Iterator
 
 BLOCK = 1 << 20
 _STRIDE = 4099 * 64  # rotation step per chunk (co-prime-ish with BLOCK/64 → all offsets differ)
+_NO_ONES = bytes(range(256)).replace(b"\x01", b"\x02")  # translate table: 0x01 -> 0x02
+
+# FastSerialization tags (perfview FastSerialization.cs; EventPipeFormat.md).
+NULL_REFERENCE, BEGIN_OBJECT, BEGIN_PRIVATE_OBJECT, END_OBJECT = 1, 4, 5, 6
+FAST_SERIALIZATION = struct.pack("<i", 20) + b"!FastSerialization.1"
+
+
+def _fs_string(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack("<i", len(data)) + data
+
+
+def _type_object(begin: int, name: str, version: int, min_reader: int) -> bytes:
+    """A FastSerialization type object: begin tag, null type-of-type, version, reader version, name."""
+    return bytes([begin, NULL_REFERENCE]) + struct.pack("<ii", version, min_reader) + _fs_string(name) + bytes([END_OBJECT])
+
+
+# gcdump: header, BeginObject of the entry object, its type (version 10, readers from 8).
+GCDUMP_PREFIX = FAST_SERIALIZATION + bytes([BEGIN_OBJECT]) + _type_object(BEGIN_OBJECT, "GCHeapDump", 10, 8)
+GCDUMP_TRAILER_SIZE = 2 + 12  # EndObject (entry), EndObject (end of objects), count, 2 labels
+
+
+def gcdump_suffix(size: int) -> bytes:
+    """The end of a ``size``-byte gcdump: end tags, empty forward-reference table, trailer, suffix label."""
+    table = size - 12                      # label of the forward-reference table (its count field)
+    trailer = size - 8                     # label of the trailer
+    return bytes([END_OBJECT, END_OBJECT]) + struct.pack("<iII", 0, table & 0xFFFFFFFF, trailer & 0xFFFFFFFF)
+
+
+def _trace_object() -> bytes:
+    sync_time = struct.pack("<8h", 2025, 1, 3, 15, 12, 0, 0, 0)   # SYSTEMTIME: y, m, dow, d, h, m, s, ms
+    fields = sync_time + struct.pack("<qqiiii", 1_000_000, 1_000_000_000, 8, 1, 2, 1000)
+    return bytes([BEGIN_PRIVATE_OBJECT]) + _type_object(BEGIN_PRIVATE_OBJECT, "Trace", 4, 4) + fields + bytes([END_OBJECT])
+
+
+NETTRACE_PREFIX = b"Nettrace" + FAST_SERIALIZATION + _trace_object()
+NETTRACE_SUFFIX = bytes([END_OBJECT, NULL_REFERENCE])  # last object's EndObject, then end of stream
+
+# ELF64 core (x86-64, little endian).
+ELF_HEADER = struct.Struct("<16sHHIQQQIHHHHHH")
+ELF_PHDR = struct.Struct("<IIQQQQQQ")
+PT_LOAD, PT_NOTE, ET_CORE, EM_X86_64 = 1, 4, 4, 0x3E
+ELF_IDENT = b"\x7fELF\x02\x01\x01" + bytes(9)   # ELFCLASS64, ELFDATA2LSB, EV_CURRENT, SysV ABI
+MIN_CORE = ELF_HEADER.size + 2 * ELF_PHDR.size
+
+
+def core_header(size: int) -> bytes:
+    """ELF header + program headers of a ``size``-byte core whose segments tile the rest of the body."""
+    if size < MIN_CORE:
+        return (ELF_IDENT + struct.pack("<HH", ET_CORE, EM_X86_64))[:size]
+    loads = max(1, min(16, size // (256 << 10)))
+    while ELF_HEADER.size + (1 + loads) * ELF_PHDR.size > size:
+        loads -= 1
+    start = ELF_HEADER.size + (1 + loads) * ELF_PHDR.size
+    rest = size - start
+    note = min(2048, rest // (loads + 1))
+    each = (rest - note) // loads
+    ehdr = ELF_HEADER.pack(ELF_IDENT, ET_CORE, EM_X86_64, 1, 0, ELF_HEADER.size, 0, 0, ELF_HEADER.size,
+                           ELF_PHDR.size, 1 + loads, 0, 0, 0)
+    phdrs = [ELF_PHDR.pack(PT_NOTE, 0, start, 0, 0, note, 0, 0)]
+    offset = start + note
+    for i in range(loads):
+        length = each if i < loads - 1 else size - offset
+        vaddr = 0x7F0000000000 + i * 0x10000000 + offset % 4096   # congruent to the offset mod p_align
+        phdrs.append(ELF_PHDR.pack(PT_LOAD, 6, offset, vaddr, 0, length, length, 4096))
+        offset += length
+    assert offset == size
+    return ehdr + b"".join(phdrs)
+
 
 MAGIC = {
-    # ELF core header start (dump), FastSerialization stream headers (gcdump, nettrace).
-    "dump": b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x04\x00\x3e\x00",
-    "gcdump": b"\x14\x00\x00\x00!FastSerialization.1",
-    "trace": b"Nettrace\x14\x00\x00\x00!FastSerialization.1",
+    # The first bytes of each bulk body (kept for readers of the old constants).
+    "dump": ELF_IDENT + struct.pack("<HH", ET_CORE, EM_X86_64),
+    "gcdump": FAST_SERIALIZATION,
+    "trace": b"Nettrace" + FAST_SERIALIZATION,
 }
-SUFFIX = {"trace": b"\x01"}  # nettrace: NullReference tag = end of stream
+
+
+def body_frame(kind: str, size: int) -> tuple[bytes, bytes]:
+    """``(prefix, suffix)`` of a ``size``-byte bulk body of ``kind``; filler fills the middle.
+
+    When ``size`` is too small for the whole structure, the body is its start, cut at ``size``.
+    """
+    if kind == "dump":
+        prefix, suffix = core_header(size), b""
+    elif kind == "gcdump":
+        prefix, suffix = GCDUMP_PREFIX, gcdump_suffix(size)
+    elif kind == "trace":
+        prefix, suffix = NETTRACE_PREFIX, NETTRACE_SUFFIX
+    else:
+        return b"", b""
+    if len(prefix) + len(suffix) > size:
+        return (prefix + suffix)[:size], b""
+    return prefix, suffix
 
 
 class ContentSource:
     """The filler of one artifact: chunk *i* = the seed's block rotated by ``i * _STRIDE``."""
 
     def __init__(self, seed: int) -> None:
-        block = random.Random(seed).randbytes(BLOCK)
+        block = random.Random(seed).randbytes(BLOCK).translate(_NO_ONES)
         self._double = memoryview(block + block)
 
     def chunk(self, index: int) -> memoryview:
@@ -48,9 +154,7 @@ class ContentSource:
 
 def bulk_chunks(kind: str, seed: int, size: int, chunk_size: int = BLOCK) -> Iterator[memoryview]:
     """Exactly ``size`` bytes for a dump/gcdump/trace body, as memoryviews of at most ``chunk_size``."""
-    prefix = MAGIC.get(kind, b"")[:size]
-    suffix = SUFFIX.get(kind, b"")
-    suffix = suffix[:max(0, size - len(prefix))]
+    prefix, suffix = body_frame(kind, size)
     filler = size - len(prefix) - len(suffix)
     if prefix:
         yield memoryview(prefix)
