@@ -110,12 +110,17 @@ def env_lines(env: dict) -> list[str]:
 
 
 def operation_rows(operations: list[dict]) -> Iterator[list[object]]:
-    """Rows ``ID STATUS PID CREATED EGRESS STOPPABLE TAGS``."""
+    """Rows ``ID STATUS PID CREATED EGRESS STOPPABLE TAGS LOCATION``.
+
+    LOCATION is where an egressed artifact went (or the error of a failed egress), when known.
+    """
     for op in operations:
         proc = op.get("process") or {}
+        error = op.get("error") if isinstance(op.get("error"), dict) else {}
+        location = op.get("resourceLocation") or (error.get("message") and f"error: {error['message']}") or "-"
         yield [op.get("operationId"), op.get("status"), proc.get("pid", "-"), op.get("createdDateTime"),
                op.get("egressProviderName") or "-", "yes" if op.get("isStoppable") else "no",
-               ",".join(op.get("tags") or []) or "-"]
+               ",".join(op.get("tags") or []) or "-", location]
 
 
 def operation_lines(op: dict) -> list[str]:

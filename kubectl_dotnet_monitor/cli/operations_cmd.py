@@ -55,6 +55,13 @@ def list_operations(ctx: click.Context, pod: str, pid: int | None, uid: str | No
     try:
         doc = session.monitor.request_json(
             "GET", "/operations", {"pid": pid, "uid": uid, "name": process_name, "tags": tags}) or []
+        # The list omits where egressed artifacts went; each finished egress operation says it.
+        for op in doc:
+            if op.get("egressProviderName") and op.get("status") in ("Succeeded", "Failed"):
+                detail = session.monitor.operation(op["operationId"])
+                op["resourceLocation"] = detail.get("resourceLocation")
+                if detail.get("error"):
+                    op["error"] = detail["error"]
     finally:
         session.close()
     if fmt != "table":
@@ -62,7 +69,8 @@ def list_operations(ctx: click.Context, pod: str, pid: int | None, uid: str | No
     elif not doc:
         click.echo("no operations", err=True)
     else:
-        click.echo(table(["ID", "STATUS", "PID", "CREATED", "EGRESS", "STOPPABLE", "TAGS"], operation_rows(doc)))
+        click.echo(table(["ID", "STATUS", "PID", "CREATED", "EGRESS", "STOPPABLE", "TAGS", "LOCATION"],
+                         operation_rows(doc)))
 
 
 @operations.command("get")

@@ -148,6 +148,10 @@ def test_rules_from_a_template_collect_and_egress_when_the_trigger_fires(sb, web
     record = next(r for r in sb.control.artifacts() if r.get("operation_id") == op_id)
     assert record["rule"] == "HighCpu" and record["egress"] == "artifacts" and record["complete"]
     assert record["resource_location"] == location
+    # The list shows where each rule's artifact went, too.
+    listed = run_plugin(sb, "operations", "list", pod)
+    row = next(line for line in listed.stdout.splitlines() if line.startswith(op_id))
+    assert row.split()[-1] == location, str(listed)
 
     run = run_plugin(sb, "collectionrules", "list", pod)
     assert "1 (1 of 2 per 01:00:00)" in run.stdout, str(run)
