@@ -109,6 +109,8 @@ def test_trace_profile_pascal_case_and_complete_file(cli, sandbox, tmp_path):
     assert saved.suffix == ".nettrace"
     record = last_record(sandbox, "plain", "trace")
     assert record["complete"] and sha256(saved) == record["sha256"]
+    assert record["query"]["profile"] == "Cpu,Http,GcCollect"  # PascalCase on the wire
+    assert record["query"]["durationseconds"] == "5"
     assert saved.read_bytes().endswith(b"\x01")
 
 

@@ -24,7 +24,6 @@ from tests.integration.conftest import (
     sha256_file,
     start_plugin,
     temp_files,
-    wait_for,
 )
 
 

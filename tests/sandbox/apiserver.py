@@ -69,7 +69,7 @@ def path_not_found() -> ApiError:
 
 def method_not_allowed(group: str, resource: str, verb: str) -> ApiError:
     return ApiError(405, "MethodNotAllowed",
-                    f"the server does not allow this method on the requested resource", {})
+                    "the server does not allow this method on the requested resource", {})
 
 
 def unsupported_media_type(accepted: list[str]) -> ApiError:
@@ -896,7 +896,7 @@ class Rest:
                         base64.b64decode(v, validate=True)
                     except (binascii.Error, ValueError, TypeError):
                         raise ApiError(400, "BadRequest",
-                                       f"illegal base64 data at input byte 0") from None
+                                       "illegal base64 data at input byte 0") from None
             if body.get("stringData"):
                 import base64
 

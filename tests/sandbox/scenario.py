@@ -63,7 +63,6 @@ from __future__ import annotations
 import copy
 import fnmatch
 import hashlib
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import json
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -93,7 +91,7 @@ def test_port_forward_denied_without_permission(monitored) -> None:
     sb, pod = monitored
     proc = sb.kubectl("--context", "no-portforward", "port-forward", pod, ":52323", timeout=30)
     assert proc.returncode == 1
-    assert f'User "no-portforward" cannot create resource "pods/portforward"' in proc.stderr
+    assert 'User "no-portforward" cannot create resource "pods/portforward"' in proc.stderr
 
 
 def test_python_client_port_forward_download_is_exact(monitored) -> None:

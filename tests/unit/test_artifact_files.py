@@ -128,7 +128,7 @@ def test_commit_creates_0600_file_and_no_temp(tmp_path):
 
 
 def test_temp_file_is_0600_while_writing(tmp_path):
-    with ArtifactFile(OutputTarget(tmp_path / "a")) as sink:
+    with ArtifactFile(OutputTarget(tmp_path / "a")):
         (temp,) = [p for p in tmp_path.iterdir()]
         assert temp.name.startswith(TEMP_PREFIX)
         assert stat.S_IMODE(temp.stat().st_mode) == 0o600

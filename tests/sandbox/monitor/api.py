@@ -383,6 +383,8 @@ class MonitorApi:
         elif self.m.cfg.no_http_egress:
             raise Problem("HTTP egress is not enabled.")
         op = self.m.ops.register(kind, proc.identifier(), egress, tags)
+        # What the client asked for, exactly as it arrived (tests check the wire, e.g. enum case).
+        op.query = {name: values[0] if len(values) == 1 else values for name, values in req.query.items()}
         location = f"{req.scheme}://{req.host}/operations/{op.operation_id}"
         knob = self.m.knobs.artifact(kind)
         faults = self.m.faults.take(kind)
@@ -448,7 +450,8 @@ class MonitorApi:
                        "process_container": proc.container, "bytes": stream.sent,
                        "sha256": stream.hasher.hexdigest(), "complete": error is None,
                        "content_type": content_type, "file_name": file_name, "operation_id": op.operation_id,
-                       "fault": stream.fault_applied, "outcome": error or "complete", "egress": None})
+                       "fault": stream.fault_applied, "outcome": error or "complete", "egress": None,
+                       "query": getattr(op, "query", None)})
 
     def _seed(self, kind: str, proc) -> int:
         self.seq += 1
@@ -507,10 +510,10 @@ class MonitorApi:
         if req.method == "POST":
             body = self._body(req)
             self._validate_eventpipe(body)
-            profile = None
         else:
             raw = req.q("profile")
-            profile = self._enum(raw, TRACE_PROFILES, "profile", flags=True) if raw else None
+            if raw:
+                self._enum(raw, TRACE_PROFILES, "profile", flags=True)  # binding: 400 if not a profile
         duration = self._duration(req)
         proc = self._select(req)
         knob = self.m.knobs.artifact("trace")

@@ -145,5 +145,5 @@ class EgressRunner:
                                "complete": outcome == "complete", "content_type": content_type,
                                "file_name": file_name, "operation_id": op.operation_id, "fault": None,
                                "outcome": outcome, "egress": op.egress_provider,
-                               "rule": getattr(op, "rule", None),
+                               "rule": getattr(op, "rule", None), "query": getattr(op, "query", None),
                                "resource_location": op.resource_location})

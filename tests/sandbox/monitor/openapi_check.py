@@ -79,7 +79,6 @@ class OpenApiChecker:
 
     def check(self, method: str, path: str, status: int, content_type: str | None, body: bytes) -> list[str]:
         """Problems found (empty list = conforms)."""
-        from jsonschema import Draft7Validator, FormatChecker
 
         problems: list[str] = []
         found = self.route(method, path)

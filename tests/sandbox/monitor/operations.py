@@ -38,6 +38,7 @@ class Operation:
     status: str = "Starting"
     resource_location: str | None = None
     error: dict | None = None
+    query: dict | None = None          # the request's query, as received (artifact records carry it)
     stop_event: threading.Event = field(default_factory=threading.Event)
     cancel_event: threading.Event = field(default_factory=threading.Event)
     done_event: threading.Event = field(default_factory=threading.Event)
