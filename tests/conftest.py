@@ -32,7 +32,8 @@ def _down(state_dir: Path) -> None:
 
 @pytest.fixture(scope="session")
 def sandbox_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., SandboxHandle]:
-    """`sandbox_factory(name="basic", fresh=False)` -> a running sandbox of that scenario.
+    """`sandbox_factory(name="basic", fresh=False)` -> a running sandbox of that scenario
+    (a name under tests/sandbox/scenarios/, or the path of a scenario file).
 
     Sandboxes are cached per scenario for the whole session (treat them as shared: do not delete
     or inject into pods other tests name); `fresh=True` starts a private one. All are torn down
@@ -41,10 +42,11 @@ def sandbox_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., S
     shared: dict[str, SandboxHandle] = {}
     started: list[Path] = []
 
-    def get(name: str = "basic", fresh: bool = False) -> SandboxHandle:
+    def get(name: str | Path = "basic", fresh: bool = False) -> SandboxHandle:
+        name = str(name)  # a scenario name, or the path of a scenario file
         if not fresh and name in shared:
             return shared[name]
-        state_dir = tmp_path_factory.mktemp(f"sandbox-{name}")
+        state_dir = tmp_path_factory.mktemp(f"sandbox-{Path(name).stem}")
         started.append(state_dir)
         handle = _up(name, state_dir)
         if not fresh:
