@@ -42,9 +42,10 @@ class PodSession:
         return self.endpoint.pod
 
     def close(self) -> None:
-        close = getattr(self.client, "close", None)
-        if close:
-            close()
+        for closable in (self.monitor, self.client):
+            close = getattr(closable, "close", None)
+            if close:
+                close()
 
 
 def connect(flags: KubeFlags) -> tuple[ClusterConnection, object]:

@@ -16,6 +16,7 @@ reprs) and an ``Accept`` header. Non-2xx answers become typed errors (reference 
 from __future__ import annotations
 
 import json
+import threading
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -193,6 +194,17 @@ class MonitorClient:
         self._host = host
         self._timeout = timeout
         self.log_hint = log_hint
+        # A tunnel whose last JSON exchange ended cleanly with keep-alive: the next request uses it
+        # instead of a new port-forward (one stream through the API server and kubelet less).
+        self._idle: Tunnel | None = None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the kept-alive tunnel, if any."""
+        with self._lock:
+            idle, self._idle = self._idle, None
+        if idle is not None:
+            idle.close()
 
     def __repr__(self) -> str:
         return f"MonitorClient(host={self._host!r}, token={'<set>' if self._token else None})"
@@ -201,14 +213,30 @@ class MonitorClient:
 
     def send(self, method: str, path: str, query: Mapping[str, Any] | None, accept: str,
              body: bytes | None = None, content_type: str | None = None,
-             timeout: float | None = None) -> HttpResponse:
-        """Send one request; return the response whatever its status (the caller owns it)."""
+             timeout: float | None = None, keep_alive: bool = False) -> HttpResponse:
+        """Send one request; return the response whatever its status (the caller owns it).
+
+        A kept-alive tunnel is used when there is one; if the monitor closed it meanwhile (before
+        any response byte), the request goes once more over a fresh tunnel.
+        """
         target = path + encode_query(query)
-        headers = [("Accept", accept), ("User-Agent", _user_agent())]
+        headers = [("Accept", accept), ("User-Agent", _user_agent()),
+                   ("Connection", "keep-alive" if keep_alive else "close")]
         if self._token:
             headers.append(("Authorization", f"Bearer {self._token}"))
         if body is not None:
             headers.append(("Content-Type", content_type or JSON))
+        with self._lock:
+            tunnel, self._idle = self._idle, None
+        if tunnel is not None:
+            try:
+                tunnel.settimeout(timeout)
+                return request(tunnel, method, target, headers, body, host=self._host)
+            except (PluginError, OSError):
+                tunnel.close()  # closed by the monitor while idle: start over on a new tunnel
+            except BaseException:
+                tunnel.close()
+                raise
         tunnel = self._open_tunnel()
         try:
             tunnel.settimeout(timeout)
@@ -216,6 +244,17 @@ class MonitorClient:
         except BaseException:
             tunnel.close()
             raise
+
+    def _park(self, resp: HttpResponse) -> None:
+        """Keep ``resp``'s tunnel for the next request when HTTP allows it; close it otherwise."""
+        if not resp.reusable():
+            resp.close()
+            return
+        tunnel = resp.detach()
+        with self._lock:
+            previous, self._idle = self._idle, tunnel
+        if previous is not None:
+            previous.close()
 
     def open_stream(self, method: str, path: str, query: Mapping[str, Any] | None, accept: str,
                     body: bytes | None = None, *, timeout: float | None = None,
@@ -235,12 +274,16 @@ class MonitorClient:
                      body: Any = None) -> Any:
         """A JSON request/response exchange; ``None`` for an empty 2xx body."""
         payload = None if body is None else json.dumps(body).encode("utf-8")
-        resp = self.send(method, path, query, JSON, payload, JSON, self._timeout)
+        resp = self.send(method, path, query, JSON, payload, JSON, self._timeout, keep_alive=True)
         target = path + encode_query(query)
-        with resp:
+        try:
             if not 200 <= resp.status < 300:
                 raise self._error(resp, method, target)
             data = resp.read(_MAX_JSON)
+        except BaseException:
+            resp.close()
+            raise
+        self._park(resp)
         if not data.strip():
             return None
         try:

@@ -217,6 +217,23 @@ class HttpResponse:
                 raise HttpProtocolError(f"the response body is larger than {_fmt(limit)} bytes")
         return bytes(out)
 
+    def reusable(self) -> bool:
+        """True when the tunnel may carry another request: the body was read to its verified end,
+        HTTP/1.1 without ``Connection: close``, and nothing beyond this response arrived."""
+        return (
+            self._done
+            and not self._closed
+            and self._mode != self._CLOSE
+            and self.version == "HTTP/1.1"
+            and "close" not in (self.headers.get("connection") or "").lower()
+            and self._pos == self._end
+        )
+
+    def detach(self) -> Tunnel:
+        """Hand the tunnel back (see :meth:`reusable`) instead of closing it."""
+        self._closed = True
+        return self.tunnel
+
     def close(self) -> None:
         """Close the tunnel (ending the request if the body was not read)."""
         if not self._closed:

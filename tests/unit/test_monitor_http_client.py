@@ -63,8 +63,10 @@ def test_processes_sends_token_accept_and_host():
     assert sent.startswith(b"GET /processes HTTP/1.1\r\nHost: localhost:52323\r\n")
     assert b"\r\nAccept: application/json\r\n" in sent
     assert f"\r\nAuthorization: Bearer {TOKEN}\r\n".encode() in sent
-    assert b"\r\nConnection: close\r\n" in sent
-    assert tunnels.opened[0].closed and tunnels.opened[0].timeout == 30.0
+    assert b"\r\nConnection: keep-alive\r\n" in sent
+    assert not tunnels.opened[0].closed and tunnels.opened[0].timeout == 30.0  # kept for the next request
+    client.close()
+    assert tunnels.opened[0].closed
     assert TOKEN not in repr(client)
 
 
@@ -216,3 +218,91 @@ def test_other_status():
 def test_encode_query():
     assert encode_query({"a": 1, "b": None, "c": True, "d": "x y"}) == "?a=1&c=true&d=x+y"
     assert encode_query({}) == "" and encode_query({"a": None}) == ""
+
+
+# ------------------------------------------------------------------------------------------------
+# keep-alive: one tunnel (one port-forward stream) for a JSON exchange and what follows
+
+
+class ConversationTunnel(FakeTunnel):
+    """Answers each request only once it was sent, like a server: ``answers[i]`` after request i."""
+
+    def __init__(self, *answers: bytes, eof_after: int | None = None) -> None:
+        super().__init__(b"", sizes=[7, 4096])
+        self.answers = list(answers)
+        self.requests = 0
+        self.eof_after = eof_after
+
+    def sendall(self, data: bytes) -> None:
+        super().sendall(data)
+        self.requests += 1
+        if self.answers and (self.eof_after is None or self.requests <= self.eof_after):
+            self.data += self.answers.pop(0)
+
+
+class Opener:
+    def __init__(self, *tunnels: FakeTunnel) -> None:
+        self.tunnels = list(tunnels)
+        self.opened: list[FakeTunnel] = []
+
+    def __call__(self) -> FakeTunnel:
+        tunnel = self.tunnels.pop(0)
+        self.opened.append(tunnel)
+        return tunnel
+
+
+PROCS = _answer(200, b'[{"pid": 1, "uid": "u", "name": "app"}]', {"Content-Type": "application/json"})
+INFO = _answer(200, b'{"version": "10.0.4"}', {"Content-Type": "application/json"})
+
+
+def test_json_requests_share_one_tunnel():
+    tunnel = ConversationTunnel(PROCS, INFO)
+    opener = Opener(tunnel)
+    client = MonitorClient(opener, TOKEN)
+    assert client.processes()[0]["pid"] == 1
+    assert client.info()["version"] == "10.0.4"
+    assert len(opener.opened) == 1 and tunnel.requests == 2
+    assert bytes(tunnel.sent).count(b"Connection: keep-alive") == 2
+
+
+def test_connection_close_answer_is_not_reused():
+    first = ConversationTunnel(_answer(200, b"[]", {"Connection": "close"}))
+    second = ConversationTunnel(INFO)
+    opener = Opener(first, second)
+    client = MonitorClient(opener, TOKEN)
+    assert client.processes() == []
+    assert first.closed
+    assert client.info()["version"] == "10.0.4"
+    assert opener.opened == [first, second]
+
+
+def test_an_idle_tunnel_the_monitor_closed_is_replaced():
+    stale = ConversationTunnel(PROCS, INFO, eof_after=1)  # answers once, then the far end is gone
+    fresh = ConversationTunnel(INFO)
+    opener = Opener(stale, fresh)
+    client = MonitorClient(opener, TOKEN)
+    client.processes()
+    assert client.info()["version"] == "10.0.4"
+    assert stale.closed and opener.opened == [stale, fresh]
+
+
+def test_an_artifact_stream_takes_the_idle_tunnel_and_closes_it():
+    body = b"GCDUMP"
+    tunnel = ConversationTunnel(PROCS, _answer(200, body, {"Content-Type": "application/octet-stream"}))
+    opener = Opener(tunnel)
+    client = MonitorClient(opener, TOKEN)
+    client.processes()
+    with client.open_stream("GET", "/gcdump", {"uid": "u"}, "application/octet-stream") as resp:
+        assert resp.read() == body
+    assert len(opener.opened) == 1
+    assert bytes(tunnel.sent).rsplit(b"GET /gcdump", 1)[1].count(b"Connection: close") == 1
+    assert tunnel.closed
+
+
+def test_an_error_answer_closes_the_tunnel():
+    tunnel = ConversationTunnel(_answer(429, _problem("Rate limit reached.", 429),
+                                        {"Content-Type": "application/problem+json"}))
+    client = MonitorClient(Opener(tunnel), TOKEN)
+    with pytest.raises(BusyError):
+        client.request_json("GET", "/gcdump")
+    assert tunnel.closed
