@@ -184,7 +184,7 @@ def _check_args(source: str, args: object) -> list[str]:
                 value = args[i + 1]
             elif arg.startswith(flag + "="):
                 value = args[i].split("=", 1)[1]
-            if value is not None and not _loopback_only(value):
+            if value is not None and not is_loopback_only(value):
                 warnings.append(_wide_warning(source, f"args {flag}", value))
     return warnings
 
@@ -206,7 +206,7 @@ def _check_env(source: str, env: object) -> list[str]:
         value = entry.get("value") or ""
         key = name.lower()
         key = key[len("dotnetmonitor_"):] if key.startswith("dotnetmonitor_") else key
-        if key in ("urls", "aspnetcore_urls", "metrics__endpoints") and value and not _loopback_only(value):
+        if key in ("urls", "aspnetcore_urls", "metrics__endpoints") and value and not is_loopback_only(value):
             warnings.append(_wide_warning(source, f"{where} ({name})", value))
         elif key.startswith("authentication__"):
             warnings.append(
@@ -287,10 +287,6 @@ def _is_empty(value: object) -> bool:
     if value is None or value == {} or value == []:
         return True
     return isinstance(value, dict) and all(_is_empty(v) for v in value.values())
-
-
-def _loopback_only(urls: str) -> bool:
-    return is_loopback_only(urls)
 
 
 def _wide_warning(source: str, where: str, value: str) -> str:

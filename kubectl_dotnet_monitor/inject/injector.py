@@ -12,17 +12,30 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from kubectl_dotnet_monitor.errors import (
     ForbiddenError,
     NotFoundError,
     NotReadyError,
-    PluginError,
     UsageError,
 )
-from kubectl_dotnet_monitor.inject.spec import InjectionPlan, MonitorOptions, find_monitors, plan_injection
-from kubectl_dotnet_monitor.kube.pods import container_state, container_status, get_pod, pod_path, pod_phase
+from kubectl_dotnet_monitor.inject.spec import (
+    InjectionPlan,
+    MonitorOptions,
+    find_monitors,
+    plan_injection,
+)
+from kubectl_dotnet_monitor.kube.pods import (
+    container_state,
+    container_status,
+    get_pod,
+    pod_path,
+    pod_phase,
+)
+
+if TYPE_CHECKING:
+    from kubectl_dotnet_monitor.kube.api import KubeClient
 
 #: Waiting reasons after which an ephemeral container will never run (kubernetes-notes §3.4).
 _FATAL_WAITING = frozenset(
@@ -98,7 +111,7 @@ def check_cluster_version(version: dict) -> None:
 
 
 def ensure_monitor(
-    client: object,
+    client: KubeClient,
     namespace: str,
     pod_name: str,
     request: InjectRequest,
@@ -141,7 +154,7 @@ def ensure_monitor(
     return _endpoint(pod, plan, created=True)
 
 
-def check_secret_refs(client: object, namespace: str, refs: tuple[tuple[str, str], ...], say: Say) -> None:
+def check_secret_refs(client: KubeClient, namespace: str, refs: tuple[tuple[str, str], ...], say: Say) -> None:
     """Every Secret key the rules reference must exist: a missing one would leave the monitor stuck
     in CreateContainerConfigError, and an ephemeral container can never be fixed."""
     from kubectl_dotnet_monitor.kube.api import ApiForbidden, ApiNotFound
@@ -183,17 +196,20 @@ def render_container(pod: dict, plan: InjectionPlan, request: InjectRequest, *, 
     return container
 
 
-def inject(client: object, pod: dict, plan: InjectionPlan, request: InjectRequest, say: Say) -> dict:
+def inject(client: KubeClient, pod: dict, plan: InjectionPlan, request: InjectRequest, say: Say) -> dict:
     """Store a fresh key, add the container, wait until it runs; returns the updated pod."""
     from kubectl_dotnet_monitor.inject.apikey import generate_api_key
-    from kubectl_dotnet_monitor.inject.keystore import delete_private_key, store_private_key
+    from kubectl_dotnet_monitor.inject.keystore import (
+        delete_private_key,
+        store_private_key,
+    )
 
     meta = pod["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     key = location = None
     if not request.options.no_auth:
         key = generate_api_key()
-        location = store_private_key(client, pod, plan.container_name, key, server=_server(client))
+        location = store_private_key(client, pod, plan.container_name, key)
         if not location.in_cluster:
             say(f"warning: {location.describe()}")
     try:
@@ -214,7 +230,7 @@ def inject(client: object, pod: dict, plan: InjectionPlan, request: InjectReques
     return wait_until_running(client, pod, plan.container_name, request.wait_timeout, say)
 
 
-def send_patch(client: object, pod: dict, container: dict, *, dry_run: bool = False) -> dict:
+def send_patch(client: KubeClient, pod: dict, container: dict, *, dry_run: bool = False) -> dict:
     """PATCH the ``ephemeralcontainers`` subresource the way kubectl debug does; explain refusals."""
     from kubectl_dotnet_monitor.kube.api import ApiForbidden, ApiInvalid, ApiNotFound
 
@@ -248,14 +264,14 @@ def send_patch(client: object, pod: dict, container: dict, *, dry_run: bool = Fa
             ) from exc
         raise NotFoundError(f"pod {namespace}/{name} disappeared", "pick another pod") from exc
     except ApiInvalid as exc:
-        causes = "; ".join(f"{c.get('field')}: {c.get('message')}" for c in exc.causes if c.get("message"))
+        causes = exc.causes_text()
         raise UsageError(
             f"the API server rejected the monitor container: {causes or exc.api_message or exc.message}",
             "check --config and --image; kubectl dotnet-monitor inject --dry-run prints what is sent",
         ) from exc
 
 
-def wait_until_running(client: object, pod: dict, container: str, timeout: float, say: Say) -> dict:
+def wait_until_running(client: KubeClient, pod: dict, container: str, timeout: float, say: Say) -> dict:
     """Watch the pod until ``container`` runs; fail fast on pull errors, termination or deletion."""
     from kubectl_dotnet_monitor.kube.api import ApiForbidden, ApiGone
 
@@ -279,11 +295,14 @@ def wait_until_running(client: object, pod: dict, container: str, timeout: float
             )
         if use_watch:
             try:
+                query = {"fieldSelector": f"metadata.name={name}"}
                 rv = (current.get("metadata") or {}).get("resourceVersion")
-                query = {"fieldSelector": f"metadata.name={name}", "resourceVersion": rv} if rv else {"fieldSelector": f"metadata.name={name}"}
+                if rv:
+                    query["resourceVersion"] = rv
                 for kind, obj in client.watch(f"/api/v1/namespaces/{namespace}/pods", query, timeout=min(remaining, 30.0)):
                     if kind == "DELETED":
-                        raise NotFoundError(f"pod {namespace}/{name} was deleted while the monitor was starting")
+                        raise NotFoundError(f"pod {namespace}/{name} was deleted while the monitor was starting",
+                                            "pick another pod of the workload and try again")
                     if kind in ("ADDED", "MODIFIED"):
                         current = obj
                         if _judge(current, container, say, seen_messages):
@@ -364,15 +383,9 @@ def _leading_int(value: object) -> int | None:
     return int(match.group()) if match else None
 
 
-def _server(client: object) -> str | None:
-    conn = getattr(client, "conn", None)
-    return getattr(conn, "server", None)
-
-
 __all__ = [
     "InjectRequest",
     "MonitorEndpoint",
-    "PluginError",
     "check_cluster_version",
     "check_pod_running",
     "ensure_monitor",

@@ -35,7 +35,11 @@ from kubectl_dotnet_monitor.errors import (
     PluginError,
 )
 from kubectl_dotnet_monitor.inject.apikey import ApiKey, api_key_from_pem
-from kubectl_dotnet_monitor.inject.spec import KEY_SECRET_ENV, PUBLIC_KEY_ENV, SUBJECT_ENV
+from kubectl_dotnet_monitor.inject.spec import (
+    KEY_SECRET_ENV,
+    PUBLIC_KEY_ENV,
+    SUBJECT_ENV,
+)
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "kubectl-dotnet-monitor"
@@ -61,6 +65,7 @@ class KeyLocation:
 
     @property
     def in_cluster(self) -> bool:
+        """True when the key is in a Secret (anyone allowed to read it can use the monitor)."""
         return self.secret_name is not None
 
     def describe(self) -> str:

@@ -98,7 +98,7 @@ class MonitorOptions:
                 f"--image-pull-policy must be one of {', '.join(_PULL_POLICIES)}, "
                 f"not {self.image_pull_policy!r}"
             )
-        if self.container_name is not None and not _is_dns_label(self.container_name):
+        if self.container_name is not None and not is_dns_label(self.container_name):
             raise UsageError(
                 f"container name {self.container_name!r} is not valid: use at most 63 lowercase "
                 "letters, digits and '-', starting and ending with a letter or digit"
@@ -508,7 +508,7 @@ def resolve_route(
     _check_port_clash(pod, options)
 
     listen_problems: list[str] = []
-    route = _listen_route(pod, app, listen_problems)
+    route = listen_route(pod, app, listen_problems)
     if route is not None:
         return route, _listen_warnings(pod, app, user, route)
 
@@ -570,7 +570,9 @@ def preparation_hint(pod: dict, app: dict, user: AppUser | None = None) -> str:
     return "\n".join(lines)
 
 
-def _listen_route(pod: dict, app: dict, problems: list[str]) -> Route | None:
+def listen_route(pod: dict, app: dict, problems: list[str]) -> Route | None:
+    """The Listen route through ``app``'s diagnostic port, or ``None`` with each reason it cannot
+    be used appended to ``problems`` (the words that ``resolve_route`` and ``rules.listen`` show)."""
     name = app.get("name")
     state, value, origin = _env_lookup(app, _runtime_names("DiagnosticPorts"))
     if state == "absent":
@@ -860,7 +862,9 @@ def _find_app_container(pod: dict, name: str) -> dict:
     raise NotFoundError(f"pod {_pod_ref(pod)} has no container {name!r}; it has: {names}")
 
 
-def _is_dns_label(name: str) -> bool:
+def is_dns_label(name: str) -> bool:
+    """True for a valid DNS-1123 label (container and volume names): at most 63 of ``[a-z0-9-]``,
+    starting and ending with a letter or digit."""
     return len(name) <= 63 and bool(_DNS_LABEL_RE.match(name))
 
 

@@ -72,6 +72,10 @@ class ApiError(PluginError):
         causes = self.details.get("causes") if isinstance(self.details, dict) else None
         return list(causes) if isinstance(causes, list) else []
 
+    def causes_text(self) -> str:
+        """The causes as ``field: message; ...`` (only those with a message; ``""`` when none)."""
+        return "; ".join(f"{c.get('field')}: {c.get('message')}" for c in self.causes if c.get("message"))
+
 
 class ApiUnauthorized(ApiError, ForbiddenError):
     """401: the server did not accept the credentials."""
@@ -318,7 +322,10 @@ class KubeClient:
                     raise ConfigError(
                         f'cluster "{conn.cluster_name}" uses a socks5 proxy-url, which this plugin does not support',
                         hint="use an http(s) proxy-url, or reach the API server without a proxy")
-                self._pool = urllib3.ProxyManager(proxy, **kw)
+                # urllib3 does not turn user:password@ in the proxy URL into credentials: the
+                # tunnel sends them, so the REST calls must too, or an authenticating proxy says 407.
+                url, proxy_headers = _split_proxy_credentials(proxy)
+                self._pool = urllib3.ProxyManager(url, proxy_headers=proxy_headers, **kw)
             else:
                 self._pool = urllib3.PoolManager(**kw)
         return self._pool
@@ -432,6 +439,23 @@ class KubeClient:
             f"cannot reach the Kubernetes API at {conn.server}: {detail}",
             hint=f"check that the cluster is up and the kubeconfig's server is right ({where})",
         )
+
+
+def _split_proxy_credentials(proxy: str) -> tuple[str, dict[str, str] | None]:
+    """``http://user:pw@host:3128`` -> (``http://host:3128``, ``Proxy-Authorization`` headers)."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(proxy)
+    if not parts.username:
+        return proxy, None
+    import base64
+
+    credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    header = {"Proxy-Authorization": "Basic " + base64.b64encode(credentials).decode("ascii")}
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), header
 
 
 def _set_read_timeout(resp: Any, seconds: float) -> None:

@@ -22,7 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubectl_dotnet_monitor.errors import ConfigError
-from kubectl_dotnet_monitor.kube.credentials import ClientCertificate, Credentials, credentials_from_user
+from kubectl_dotnet_monitor.kube.credentials import (
+    ClientCertificate,
+    Credentials,
+    credentials_from_user,
+)
 
 #: Where Kubernetes mounts a pod's service-account token, CA and namespace.
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -50,7 +54,8 @@ class TlsSettings:
     ca_file: str | None = None
     ca_data: bytes | None = None  # PEM, decoded from certificate-authority-data
     tls_server_name: str | None = None
-    proxy_url: str | None = None
+    # May carry user:password (client-go honours userinfo in proxy-url): kept out of repr and messages.
+    proxy_url: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -327,6 +332,19 @@ def _normalize_server(server: str, has_tls_settings: bool, cluster_name: str) ->
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
+def _redact_url(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@``, for messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(unparsable URL)"
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
 def _tls_settings(cluster: dict[str, Any], cluster_name: str) -> TlsSettings:
     insecure = bool(cluster.get("insecure-skip-tls-verify", False))
     ca_file = cluster.get("certificate-authority") or None
@@ -350,7 +368,11 @@ def _tls_settings(cluster: dict[str, Any], cluster_name: str) -> TlsSettings:
 
         scheme = urlsplit(proxy_url).scheme
         if scheme not in ("http", "https", "socks5"):
-            raise ConfigError(f'invalid proxy-url "{proxy_url}" for cluster "{cluster_name}": scheme must be http, https or socks5')
+            raise ConfigError(
+                f'invalid proxy-url "{_redact_url(proxy_url)}" for cluster "{cluster_name}": '
+                "scheme must be http, https or socks5",
+                hint="fix `proxy-url` in the kubeconfig cluster entry (e.g. http://proxy:3128)",
+            )
     return TlsSettings(
         insecure_skip_tls_verify=insecure,
         ca_file=ca_file,
@@ -534,10 +556,10 @@ def build_ssl_context(tls: TlsSettings, client_cert: ClientCertificate | None,
 
 
 __all__ = [
+    "SERVICE_ACCOUNT_DIR",
     "ClusterConnection",
     "KubeFlags",
     "MergedKubeconfig",
-    "SERVICE_ACCOUNT_DIR",
     "TlsSettings",
     "build_ssl_context",
     "in_cluster_namespace",

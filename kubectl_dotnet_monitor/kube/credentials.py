@@ -85,8 +85,9 @@ class ExecConfig:
     """The ``exec`` section of a kubeconfig user."""
 
     command: str
-    args: tuple[str, ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
+    # Plugins are often given keys or tokens through args and env: kept out of repr.
+    args: tuple[str, ...] = field(default=(), repr=False)
+    env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     api_version: str = "client.authentication.k8s.io/v1"
     install_hint: str | None = None
     provide_cluster_info: bool = False

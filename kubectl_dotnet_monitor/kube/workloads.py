@@ -31,10 +31,6 @@ class WorkloadKind:
         """``/apis/apps/v1`` or ``/api/v1``."""
         return f"/apis/{self.group}/v1" if self.group else "/api/v1"
 
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/v1" if self.group else "v1"
-
 
 POD = WorkloadKind("Pod", "pods", "", "pod")
 DEPLOYMENT = WorkloadKind("Deployment", "deployments", "apps", "deploy")
@@ -165,8 +161,3 @@ def resolve_workload(client: KubeClient, namespace: str, ref: WorkloadRef,
         trail.append(str(current))
         obj = get_workload(client, namespace, current)
     raise NotReadyError(f"{' → '.join(trail)}: the owner chain is too long to follow")
-
-
-def pod_template_spec(workload: dict[str, Any]) -> dict[str, Any]:
-    """``spec.template.spec`` of a Deployment/StatefulSet/DaemonSet/ReplicaSet (``{}`` if absent)."""
-    return ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}

@@ -1,7 +1,7 @@
 """MonitorClient: dotnet-monitor's HTTP API through a pod tunnel, with errors a person can act on.
 
-Every request opens its own tunnel (one ``v4.channel.k8s.io`` websocket = one TCP connection) and
-sends ``Authorization: Bearer <token>`` (when a token is given; it never appears in messages or
+A request goes over a fresh tunnel (one ``v4.channel.k8s.io`` websocket = one TCP connection), or
+over the tunnel the previous JSON exchange left open with keep-alive, and sends ``Authorization: Bearer <token>`` (when a token is given; it never appears in messages or
 reprs) and an ``Accept`` header. Non-2xx answers become typed errors (reference §1.3, §1.6):
 
 * 400 ProblemDetails -> :class:`MonitorError` with ``detail`` (process selection gets a hint),
@@ -16,8 +16,8 @@ reprs) and an ``Accept`` header. Non-2xx answers become typed errors (reference 
 from __future__ import annotations
 
 import json
-import threading
 import re
+import threading
 import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -181,7 +181,8 @@ def monitor_error(status: int, reason: str, headers: Headers, body: bytes, *, me
 
 
 class MonitorClient:
-    """Client of one dotnet-monitor, reached through ``open_tunnel()`` (a fresh tunnel per request).
+    """Client of one dotnet-monitor, reached through ``open_tunnel()`` (a fresh tunnel per request,
+    except that a JSON exchange hands its kept-alive tunnel to the next request).
 
     ``timeout`` is the idle timeout for JSON requests; artifact streams choose their own.
     ``log_hint`` (e.g. ``kubectl logs -n ns pod -c dotnet-monitor``) is suggested on server errors.

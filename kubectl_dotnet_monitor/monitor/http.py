@@ -1,9 +1,11 @@
 """Minimal HTTP/1.1 over a :class:`~kubectl_dotnet_monitor.tunnel.portforward.PodTunnel`.
 
-One request per tunnel (a ``v4.channel.k8s.io`` websocket is one TCP connection), sent with
-``Connection: close``. The response head is parsed with bounded sizes; the body is read with
-``Content-Length``, ``Transfer-Encoding: chunked`` (the terminating zero-size chunk is required) or,
-when neither is given, until the tunnel closes cleanly. A body that ends early is a
+One request at a time per tunnel (a ``v4.channel.k8s.io`` websocket is one TCP connection), sent
+with ``Connection: close`` unless the caller asks for keep-alive; a response read to its verified
+end can then hand the tunnel on (:meth:`HttpResponse.reusable`, :meth:`HttpResponse.detach`).
+The response head is parsed with bounded sizes; the body is read with ``Content-Length``,
+``Transfer-Encoding: chunked`` (the terminating zero-size chunk is required) or, when neither is
+given, until the tunnel closes cleanly. A body that ends early is a
 :class:`TruncatedError`, never a short success.
 
 Speed: payload bytes are copied once, from the tunnel into the caller's buffer; when this layer's
@@ -70,9 +72,11 @@ class Headers:
         return ", ".join(values) if values else default
 
     def get_all(self, name: str) -> list[str]:
+        """Every value of ``name``, in arrival order (``[]`` when absent)."""
         return list(self._index.get(name.lower(), []))
 
     def items(self) -> list[tuple[str, str]]:
+        """``(name, value)`` pairs as received (names keep their case)."""
         return list(self._items)
 
     def __contains__(self, name: object) -> bool:
@@ -136,6 +140,7 @@ class HttpResponse:
 
     @property
     def chunked(self) -> bool:
+        """True when the body is sent with ``Transfer-Encoding: chunked``."""
         return self._mode == self._CHUNKED
 
     @property
@@ -145,6 +150,7 @@ class HttpResponse:
 
     @property
     def content_type(self) -> str | None:
+        """The ``Content-Type`` header, if any."""
         return self.headers.get("content-type")
 
     def settimeout(self, seconds: float | None) -> None:
@@ -338,7 +344,9 @@ class HttpResponse:
 
 def encode_request(method: str, target: str, headers: Mapping[str, str] | Iterable[tuple[str, str]],
                    body: bytes | None = None, host: str = DEFAULT_HOST) -> bytes:
-    """PURE: the bytes of one HTTP/1.1 request (``Host``, ``Connection: close``, ``Content-Length``)."""
+    """PURE: the bytes of one HTTP/1.1 request (``Host``, ``Connection: close`` unless ``headers``
+    name a ``Connection``, ``Content-Length``). A header with a line break is a ``ValueError`` that
+    names the header, never its value."""
     items = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
     names = {name.lower() for name, _ in items}
     lines = [f"{method} {target} HTTP/1.1"]

@@ -6,7 +6,7 @@ is left alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kubectl_dotnet_monitor.errors import ForbiddenError, NotReadyError, UsageError
 from kubectl_dotnet_monitor.kube.workloads import WorkloadRef, resolve_workload
@@ -15,6 +15,9 @@ from kubectl_dotnet_monitor.preflight.prepare import (
     PreparePlan,
     plan_prepare,
 )
+
+if TYPE_CHECKING:
+    from kubectl_dotnet_monitor.kube.api import KubeClient
 
 
 @dataclass(frozen=True)
@@ -27,16 +30,17 @@ class PrepareTarget:
 
     @property
     def followed_owner(self) -> bool:
+        """True when the target was a pod (or ReplicaSet) and its owner is what gets changed."""
         return self.requested != self.workload
 
 
-def plan_target(client: Any, namespace: str, ref: WorkloadRef, options: PrepareOptions) -> PrepareTarget:
+def plan_target(client: KubeClient, namespace: str, ref: WorkloadRef, options: PrepareOptions) -> PrepareTarget:
     """Resolve ``ref`` (a pod leads to its Deployment/StatefulSet/DaemonSet) and plan its change."""
     workload, obj = resolve_workload(client, namespace, ref)
     return PrepareTarget(ref, workload, plan_prepare(obj, options, str(workload)))
 
 
-def apply_plan(client: Any, namespace: str, target: PrepareTarget, options: PrepareOptions) -> dict | None:
+def apply_plan(client: KubeClient, namespace: str, target: PrepareTarget, options: PrepareOptions) -> dict | None:
     """Send the patch with ``dryRun=All``, check the server's result is prepared, then send it for
     real. Returns the patched object, or None when nothing had to change."""
     plan = target.plan
@@ -54,7 +58,7 @@ def apply_plan(client: Any, namespace: str, target: PrepareTarget, options: Prep
     return _patch(client, path, plan.patch, target, dry_run=False)
 
 
-def _patch(client: Any, path: str, body: dict, target: PrepareTarget, *, dry_run: bool) -> dict:
+def _patch(client: KubeClient, path: str, body: dict, target: PrepareTarget, *, dry_run: bool) -> dict:
     from kubectl_dotnet_monitor.kube.api import ApiForbidden, ApiInvalid
 
     what = f"{target.workload.kind.resource}.{target.workload.kind.group or 'core'}"
@@ -67,7 +71,7 @@ def _patch(client: Any, path: str, body: dict, target: PrepareTarget, *, dry_run
             "hand the printed patch (without --apply) to someone who may apply it",
         ) from exc
     except ApiInvalid as exc:
-        causes = "; ".join(f"{c.get('field')}: {c.get('message')}" for c in exc.causes if c.get("message"))
+        causes = exc.causes_text()
         raise UsageError(
             f"the API server rejected the change to {target.workload}: {causes or exc.api_message or exc.message}",
             hint="print the patch without --apply to inspect it",

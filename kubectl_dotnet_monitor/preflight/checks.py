@@ -7,14 +7,18 @@ and hands them over, so every verdict and every fix text is testable without a c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kubectl_dotnet_monitor.errors import ExitCode, PluginError
+from kubectl_dotnet_monitor.inject.injector import MIN_MINOR
+
+if TYPE_CHECKING:
+    from kubectl_dotnet_monitor.inject.spec import InjectionPlan
 
 Status = Literal["passed", "failed", "warning", "skipped"]
 
-#: Ephemeral containers are GA from 1.25; portforward needs `create` as well from 1.35.
-MIN_MINOR = 25
+#: Ephemeral containers are GA from 1.25 (``MIN_MINOR``, the injector's own floor); port-forward
+#: needs `create` as well from 1.35.
 PORTFORWARD_CREATE_MINOR = 35
 #: Waiting reasons of a monitor that will not start by itself (kubernetes-notes §3.4).
 _STUCK_WAITING = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
@@ -35,6 +39,7 @@ class CheckResult:
 
     @property
     def status(self) -> Status:
+        """passed, failed, warning or skipped."""
         if self.skipped:
             return "skipped"
         if not self.ok:
@@ -42,6 +47,7 @@ class CheckResult:
         return "warning" if self.warning else "passed"
 
     def to_dict(self) -> dict[str, Any]:
+        """The result for ``-o json``: name, status, detail and (when not passed) the fix."""
         out: dict[str, Any] = {"name": self.name, "status": self.status, "detail": self.detail}
         if self.fix and self.status in ("failed", "warning"):
             out["fix"] = self.fix
@@ -49,18 +55,22 @@ class CheckResult:
 
 
 def passed(name: str, detail: str) -> CheckResult:
+    """A check that passed."""
     return CheckResult(name, True, detail)
 
 
 def warned(name: str, detail: str, fix: str | None = None) -> CheckResult:
+    """A check that passed with something worth acting on."""
     return CheckResult(name, True, detail, fix, warning=True)
 
 
 def failed(name: str, detail: str, fix: str | None = None, code: ExitCode = ExitCode.NOT_READY) -> CheckResult:
+    """A failed check; ``code`` is doctor's exit code when it is the first failure."""
     return CheckResult(name, False, detail, fix, exit_code=code)
 
 
 def skipped(name: str, why: str) -> CheckResult:
+    """A check not run, because an earlier one failed (``why`` says which)."""
     return CheckResult(name, True, why, skipped=True)
 
 
@@ -139,9 +149,11 @@ class Permission:
 
     @property
     def label(self) -> str:
+        """``verb resource[/subresource]``, as ``kubectl auth can-i`` takes it."""
         return f"{self.verb} {self.resource}{'/' + self.subresource if self.subresource else ''}"
 
     def review(self, namespace: str, name: str | None = None) -> dict:
+        """The SelfSubjectAccessReview asking for this permission in ``namespace`` (on ``name``)."""
         attrs = {"namespace": namespace, "verb": self.verb, "resource": self.resource}
         if self.subresource:
             attrs["subresource"] = self.subresource
@@ -235,7 +247,7 @@ def check_pod_phase(pod: dict) -> CheckResult:
     return passed(name, "Running")
 
 
-def check_app_container(pod: dict, plan: Any = None, error: PluginError | None = None) -> CheckResult:
+def check_app_container(pod: dict, plan: InjectionPlan | None = None, error: PluginError | None = None) -> CheckResult:
     """The app container's diagnostic port (Listen route) or, failing that, the process-namespace
     route, from ``plan_injection``'s verdict (``plan``) or its error."""
     meta = pod.get("metadata") or {}
@@ -271,7 +283,7 @@ def check_app_container(pod: dict, plan: Any = None, error: PluginError | None =
     )
 
 
-def check_user_ids(pod: dict, plan: Any) -> CheckResult:
+def check_user_ids(pod: dict, plan: InjectionPlan | None) -> CheckResult:
     """Monitor and app share the socket and dump files only as the same user (reference §6.2)."""
     from kubectl_dotnet_monitor.inject.spec import IMAGE_DEFAULT_UID
 
@@ -369,6 +381,7 @@ class DoctorReport:
 
     @property
     def ok(self) -> bool:
+        """True when no check failed (warnings and skips do not count)."""
         return all(r.ok for r in self.results)
 
     @property
@@ -380,6 +393,7 @@ class DoctorReport:
         return ExitCode.OK
 
     def to_dict(self) -> dict[str, Any]:
+        """The report for ``-o json``."""
         return {
             "namespace": self.namespace,
             "pod": self.pod,

@@ -6,7 +6,7 @@ container, admission, monitors, the monitor's API. Never changes anything in the
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kubectl_dotnet_monitor.errors import ForbiddenError, NotFoundError, PluginError
 from kubectl_dotnet_monitor.preflight.checks import (
@@ -28,10 +28,15 @@ from kubectl_dotnet_monitor.preflight.checks import (
     skipped,
 )
 
+if TYPE_CHECKING:
+    from kubectl_dotnet_monitor.inject.spec import InjectionPlan, MonitorOptions
+    from kubectl_dotnet_monitor.kube.api import KubeClient
+    from kubectl_dotnet_monitor.kube.config import ClusterConnection
+
 SSAR_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 
 
-def run_doctor(conn: Any, client: Any, namespace: str, pod_name: str, *, app_container: str | None = None,
+def run_doctor(conn: ClusterConnection, client: KubeClient, namespace: str, pod_name: str, *, app_container: str | None = None,
                probe_monitor: bool = True) -> DoctorReport:
     """Every check for ``namespace/pod_name``. Later checks are skipped (and say why) when an
     earlier failure makes them meaningless; nothing raises for a failed check."""
@@ -113,7 +118,8 @@ def run_doctor(conn: Any, client: Any, namespace: str, pod_name: str, *, app_con
     return report
 
 
-def _dry_run_monitor(client: Any, pod: dict, plan: Any, options: Any) -> PluginError | None:
+def _dry_run_monitor(client: KubeClient, pod: dict, plan: InjectionPlan,
+                     options: MonitorOptions) -> PluginError | None:
     """Send the monitor container with ``dryRun=All``: validation, Pod Security and webhooks run,
     nothing is stored. A throwaway key stands in for the real one."""
     from kubectl_dotnet_monitor.inject.apikey import generate_api_key
@@ -131,7 +137,7 @@ def _dry_run_monitor(client: Any, pod: dict, plan: Any, options: Any) -> PluginE
     return None
 
 
-def _probe_monitor(conn: Any, client: Any, pod: dict, allowed: dict[str, bool]) -> list[CheckResult]:
+def _probe_monitor(conn: ClusterConnection, client: KubeClient, pod: dict, allowed: dict[str, bool]) -> list[CheckResult]:
     """``/info`` and ``/processes`` of the running monitor, through the plugin's own tunnel and token."""
     from kubectl_dotnet_monitor.inject.spec import DEFAULT_PORT, find_monitors
 
@@ -145,6 +151,7 @@ def _probe_monitor(conn: Any, client: Any, pod: dict, allowed: dict[str, bool]) 
         return [skipped("monitor reachable", why), skipped(".NET processes", why)]
     monitor = running[0]
     meta = pod.get("metadata") or {}
+    api = None
     try:
         from kubectl_dotnet_monitor.inject.injector import MonitorEndpoint
         from kubectl_dotnet_monitor.session import monitor_client
@@ -154,14 +161,17 @@ def _probe_monitor(conn: Any, client: Any, pod: dict, allowed: dict[str, bool]) 
             port=monitor.port or DEFAULT_PORT, no_auth=monitor.no_auth, created=False, pod_object=pod)
         api = monitor_client(conn, client, endpoint)
         info = api.info()
+        results = [check_monitor_api(info, None, monitor.name)]
+        try:
+            processes = api.processes()
+        except PluginError as exc:
+            results.append(check_processes(None, exc, monitor.name))
+        else:
+            results.append(check_processes(processes, None, monitor.name))
+        return results
     except PluginError as exc:
         return [check_monitor_api(None, exc, monitor.name),
                 skipped(".NET processes", "the monitor is not reachable")]
-    results = [check_monitor_api(info, None, monitor.name)]
-    try:
-        processes = api.processes()
-    except PluginError as exc:
-        results.append(check_processes(None, exc, monitor.name))
-    else:
-        results.append(check_processes(processes, None, monitor.name))
-    return results
+    finally:
+        if api is not None:
+            api.close()  # the JSON exchanges keep a tunnel open for a next request that never comes

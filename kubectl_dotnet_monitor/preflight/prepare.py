@@ -18,16 +18,19 @@ A workload that already has a usable diagnostic port with ``nosuspend`` needs no
 from __future__ import annotations
 
 import posixpath
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from kubectl_dotnet_monitor.errors import NotReadyError, UsageError
 from kubectl_dotnet_monitor.inject.spec import (
+    DEFAULT_PORT,
     DIAGNOSTIC_PORTS_ENV,
     IMAGE_DEFAULT_UID,
+    AppUser,
     MonitorOptions,
+    Route,
     app_user,
+    is_dns_label,
     parse_diagnostic_ports,
     resolve_route,
     select_app_container,
@@ -39,7 +42,6 @@ SOCKET_NAME = "dotnet-monitor.sock"
 #: Tried in order when the default volume name is taken by something else.
 _FALLBACK_VOLUME_NAMES = ("dotnet-diag", "dotnet-monitor-diag")
 _PORT_NAMES = ("DOTNET_DiagnosticPorts", "COMPlus_DiagnosticPorts")
-_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class PrepareOptions:
         path = self.mount_path or ""
         if not path.startswith("/") or posixpath.normpath(path) == "/" or ":" in path:
             raise UsageError(f"--mount-path must be an absolute directory other than '/', not {path!r}")
-        if self.volume_name is not None and not (len(self.volume_name) <= 63 and _DNS_LABEL_RE.match(self.volume_name)):
+        if self.volume_name is not None and not is_dns_label(self.volume_name):
             raise UsageError(
                 f"--volume-name {self.volume_name!r} is not a valid volume name: use at most 63 "
                 "lowercase letters, digits and '-', starting and ending with a letter or digit"
@@ -65,6 +67,7 @@ class PrepareOptions:
 
     @property
     def socket_path(self) -> str:
+        """Where the app's diagnostic socket goes: ``<mount path>/<socket name>``."""
         return posixpath.join(posixpath.normpath(self.mount_path), self.socket_name)
 
 
@@ -81,6 +84,7 @@ class PreparePlan:
 
     @property
     def already_prepared(self) -> bool:
+        """True when the workload needs no change."""
         return self.patch is None
 
 
@@ -266,11 +270,11 @@ def _refuse_disabled(app: dict, target: str) -> None:
             break
 
 
-def _usable_route(pod: dict, app: dict, user: Any):  # -> Route | None
+def _usable_route(pod: dict, app: dict, user: AppUser) -> Route | None:
     """The Listen route the inject module would use, or None (process namespace or nothing)."""
     # Ports the app declares would clash with the monitor's defaults; they do not matter here.
     taken = {p.get("containerPort") for c in (pod["spec"].get("containers") or []) for p in c.get("ports") or []}
-    free = [n for n in range(52323, 52423) if n not in taken]
+    free = [n for n in range(DEFAULT_PORT, DEFAULT_PORT + 100) if n not in taken]
     try:
         options = MonitorOptions(no_auth=True, app_container=app.get("name"), port=free[0], metrics_port=free[1])
         route, _ = resolve_route(pod, app, user, options)

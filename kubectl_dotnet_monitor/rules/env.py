@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubectl_dotnet_monitor.errors import UsageError
+from kubectl_dotnet_monitor.rules.loader import format_path
 
 ENV_PREFIX = "DotnetMonitor_"
 #: The parts of dotnet-monitor's configuration a rules file may set; the plugin owns the rest.
@@ -150,8 +151,6 @@ def render_env(data: Mapping) -> tuple[dict, ...]:
             env.append({"name": name, "valueFrom": value.value_from()})
             continue
         if is_secret_setting(path):
-            from kubectl_dotnet_monitor.rules.loader import format_path
-
             raise UsageError(
                 f"{format_path(path)}: a secret must not be written into the rules file: it would be "
                 "stored in the pod spec, readable by anyone who may read pods",
@@ -169,8 +168,6 @@ def scalar_text(value: Any, path: tuple = ()) -> str:
         return str(value)
     if isinstance(value, float):
         if not math.isfinite(value):
-            from kubectl_dotnet_monitor.rules.loader import format_path
-
             raise UsageError(f"{format_path(path)}: {value} is not a number dotnet-monitor can read")
         return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
     if isinstance(value, str):
@@ -182,8 +179,6 @@ def _env_part(path: tuple, part: Any) -> str:
     if isinstance(part, int):
         return str(part)
     if not _ENV_PART_RE.match(part) or "__" in part:
-        from kubectl_dotnet_monitor.rules.loader import format_path
-
         raise UsageError(
             f"{format_path(path)}: the name {part!r} cannot be passed to dotnet-monitor in an environment "
             "variable; use letters, digits, '-', '.' and single '_'"
@@ -196,8 +191,6 @@ def _leaves(value: Any, path: tuple) -> Iterator[tuple[tuple, Any]]:
     if is_ref(value):
         ref = parse_ref(value)
         if isinstance(ref, str):
-            from kubectl_dotnet_monitor.rules.loader import format_path
-
             raise UsageError(f"{format_path(path)}: {ref}")
         yield path, ref
     elif isinstance(value, Mapping):

@@ -10,23 +10,24 @@ names the command that fixes it (``prepare``).
 from __future__ import annotations
 
 from kubectl_dotnet_monitor.errors import NotReadyError
+from kubectl_dotnet_monitor.inject.spec import (
+    listen_route,
+    preparation_hint,
+    select_app_container,
+)
 
 
 def check_listen_mode(pod: dict, app_container: str | None = None, what: str = "collection rules (--rules)") -> None:
     """Raise ``NotReadyError`` naming ``prepare`` unless the pod's app container has a diagnostic
-    port the monitor can listen on. ``what`` names the feature that needs it."""
-    # _listen_route is the injector's own test for the Listen route (same reasons, same words).
-    from kubectl_dotnet_monitor.inject.spec import (
-        _listen_route,
-        preparation_hint,
-        select_app_container,
-    )
+    port the monitor can listen on. ``what`` names the feature that needs it.
 
+    Uses the injector's own test for the Listen route, so both give the same reasons in the same words.
+    """
     app, _ = select_app_container(pod, app_container)
     meta = pod.get("metadata") or {}
     name, namespace = meta.get("name"), meta.get("namespace")
     problems: list[str] = []
-    if _listen_route(pod, app, problems) is not None:
+    if listen_route(pod, app, problems) is not None:
         return
     why = "; ".join(problems) or "no usable diagnostic port"
     message = (f"{what} need dotnet-monitor's Listen mode, and container {app.get('name')!r} in pod "

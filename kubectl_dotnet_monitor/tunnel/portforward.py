@@ -48,18 +48,18 @@ DEFAULT_KEEPALIVE = 30.0
 _MAX_ERROR_TEXT = 64 * 1024
 
 __all__ = [
-    "PodTunnel",
     "PodPortError",
-    "TunnelError",
-    "TunnelUnavailableError",
+    "PodTunnel",
     "TunnelClosedError",
-    "TunnelStalledError",
-    "TunnelProtocolError",
+    "TunnelError",
     "TunnelForbiddenError",
     "TunnelNotFoundError",
     "TunnelNotReadyError",
-    "upgrade_error",
+    "TunnelProtocolError",
+    "TunnelStalledError",
+    "TunnelUnavailableError",
     "error_channel_hint",
+    "upgrade_error",
 ]
 
 

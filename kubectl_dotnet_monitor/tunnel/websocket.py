@@ -438,11 +438,6 @@ class WebSocket:
         self._send_frame(OP_PING, payload[:125])
         self._last_ping = time.monotonic()
 
-    @property
-    def closed_by_peer(self) -> bool:
-        """True once the peer's close frame has been read."""
-        return self._closed_by_peer
-
     def close(self, code: int = 1000) -> None:
         """Send a close frame (unless the handshake already happened) and close the socket.
 
@@ -587,7 +582,7 @@ def _connect_via_proxy(proxy: str, host: str, port: int, left) -> socket.socket:
     split = urllib.parse.urlsplit(proxy)
     if split.scheme.lower() != "http" or not split.hostname:
         raise TunnelUnavailableError(
-            f"the port-forward tunnel supports only http:// proxies, not {split.scheme or proxy!r}",
+            f"the port-forward tunnel supports only http:// proxies, not {split.scheme or 'a proxy-url without a scheme'!r}",
             hint="use an http:// proxy-url, or reach the API server without a proxy")
     shown = f"{split.hostname}:{split.port or 80}"
     try:

@@ -620,6 +620,7 @@ class _ConnectProxy:
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(8)
         self.targets: list[str] = []
+        self.auth: list[str | None] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -643,6 +644,9 @@ class _ConnectProxy:
             data += chunk
         target = data.split(b" ")[1].decode()
         self.targets.append(target)
+        auth = [line.split(b":", 1)[1].strip().decode() for line in data.split(b"\r\n")
+                if line.lower().startswith(b"proxy-authorization:")]
+        self.auth.append(auth[0] if auth else None)
         host, port = target.rsplit(":", 1)
         upstream = socket.create_connection((host, int(port)))
         client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -676,6 +680,19 @@ def test_http_proxy_url_is_used_for_rest(tmp_path, api, pki):
         assert KubeClient(conn).version() == {"gitVersion": "v1"}
         assert proxy.targets == [f"127.0.0.1:{api.server_address[1]}"]
         assert api.seen[-1]["headers"]["Authorization"] == "Bearer SECRET-TOKEN-42"  # end-to-end TLS through the tunnel
+    finally:
+        proxy.close()
+
+
+def test_proxy_credentials_in_the_url_are_sent_to_the_proxy(tmp_path, api, pki):
+    proxy = _ConnectProxy()
+    try:
+        api.routes[("GET", "/version")] = (200, {"gitVersion": "v1"})
+        url = proxy.url.replace("http://", "http://jane:p%40ss@")
+        conn = connect(tmp_path, api.url, cluster={"certificate-authority-data": base64.b64encode(pki.ca.cert).decode(),
+                                                   "proxy-url": url})
+        assert KubeClient(conn).version() == {"gitVersion": "v1"}
+        assert proxy.auth == ["Basic " + base64.b64encode(b"jane:p@ss").decode()]
     finally:
         proxy.close()
 

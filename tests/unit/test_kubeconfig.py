@@ -240,6 +240,21 @@ def test_proxy_url_is_parsed(home, tmp_path):
         resolve_connection(KubeFlags(), env_for(home, KUBECONFIG=p))
 
 
+def test_proxy_password_never_in_repr_or_message(home, tmp_path):
+    p = write_kubeconfig(tmp_path / "a.yaml", current="x",
+                         clusters=[("c", {"server": "https://h", "proxy-url": "http://me:PROXY-PW@proxy:3128"})],
+                         contexts=[("x", {"cluster": "c"})])
+    conn = resolve_connection(KubeFlags(), env_for(home, KUBECONFIG=p))
+    assert conn.tls.proxy_url == "http://me:PROXY-PW@proxy:3128"  # still used to dial
+    assert "PROXY-PW" not in repr(conn)
+    p = write_kubeconfig(tmp_path / "b.yaml", current="x",
+                         clusters=[("c", {"server": "https://h", "proxy-url": "ftp://me:PROXY-PW@proxy"})],
+                         contexts=[("x", {"cluster": "c"})])
+    with pytest.raises(ConfigError, match="invalid proxy-url") as caught:
+        resolve_connection(KubeFlags(), env_for(home, KUBECONFIG=p))
+    assert "PROXY-PW" not in str(caught.value)
+
+
 # -- in-cluster ----------------------------------------------------------------------------------
 
 
