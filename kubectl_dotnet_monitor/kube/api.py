@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from kubectl_dotnet_monitor import __version__
+from kubectl_dotnet_monitor import user_agent
 from kubectl_dotnet_monitor.errors import (
     ForbiddenError,
     NotFoundError,
@@ -40,11 +39,6 @@ PATCH_CONTENT_TYPES = {
 
 _BODY_LIMIT = 500
 _WATCH_GRACE = 1.0  # seconds past a watch's deadline before we stop waiting for the server
-
-
-def user_agent() -> str:
-    """``kubectl-dotnet_monitor/<version> (python X.Y; <platform>)``."""
-    return f"kubectl-dotnet_monitor/{__version__} (python {sys.version_info[0]}.{sys.version_info[1]}; {sys.platform})"
 
 
 # --------------------------------------------------------------------------------------------------

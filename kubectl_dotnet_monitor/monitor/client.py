@@ -22,6 +22,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kubectl_dotnet_monitor import user_agent
 from kubectl_dotnet_monitor.errors import (
     BusyError,
     ForbiddenError,
@@ -221,7 +222,7 @@ class MonitorClient:
         any response byte), the request goes once more over a fresh tunnel.
         """
         target = path + encode_query(query)
-        headers = [("Accept", accept), ("User-Agent", _user_agent()),
+        headers = [("Accept", accept), ("User-Agent", user_agent()),
                    ("Connection", "keep-alive" if keep_alive else "close")]
         if self._token:
             headers.append(("Authorization", f"Bearer {self._token}"))
@@ -340,8 +341,3 @@ def operation_id_from_location(location: str | None) -> str | None:
     head, _, last = path.rpartition("/")
     return last if head.endswith("/operations") and last else None
 
-
-def _user_agent() -> str:
-    from kubectl_dotnet_monitor import __version__
-
-    return f"kubectl-dotnet-monitor/{__version__}"

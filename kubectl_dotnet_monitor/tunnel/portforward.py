@@ -22,6 +22,7 @@ import struct
 import urllib.parse
 from typing import TYPE_CHECKING
 
+from kubectl_dotnet_monitor import user_agent
 from kubectl_dotnet_monitor.errors import ForbiddenError, NotFoundError, NotReadyError
 from kubectl_dotnet_monitor.tunnel.websocket import (
     OP_BINARY,
@@ -198,7 +199,7 @@ class PodTunnel:
         tls = getattr(conn, "tls", None)
         proxy = getattr(tls, "proxy_url", None)
         for attempt in (1, 2):
-            headers = {"User-Agent": _user_agent(), **conn.auth_headers()}
+            headers = {"User-Agent": user_agent(), **conn.auth_headers()}
             try:
                 ws = connect(host=host, port=server_port, target=target, headers=headers,
                              subprotocol=SUBPROTOCOL,
@@ -363,8 +364,3 @@ class PodTunnel:
         err.api_message = text
         raise err
 
-
-def _user_agent() -> str:
-    from kubectl_dotnet_monitor import __version__
-
-    return f"kubectl-dotnet-monitor/{__version__}"
