@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -64,11 +64,6 @@ class ArtifactSpec:
     stoppable: bool = False  # DELETE /operations/{id}?stop=true ends it with a complete artifact
     feature: str | None = None  # in-process feature name; its "not enabled" answers get a hint
 
-    def with_query(self, **extra: object) -> ArtifactSpec:
-        """A copy with ``extra`` query parameters (``None`` values dropped)."""
-        merged = {**self.query, **{k: v for k, v in extra.items() if v is not None}}
-        return replace(self, query=merged)
-
 
 GCDUMP = ArtifactSpec(
     kind="gcdump",
@@ -100,6 +95,8 @@ class TransferOptions:
 
 @dataclass
 class CollectResult:
+    """One artifact received from one pod: where it went, how big, how long it took."""
+
     pod: str
     process: dict
     path: Path | None  # None for stdout
@@ -110,6 +107,8 @@ class CollectResult:
 
 @dataclass
 class EgressResult:
+    """One artifact sent to an egress provider by the monitor: its operation, and where it went."""
+
     pod: str
     process: dict
     operation_id: str

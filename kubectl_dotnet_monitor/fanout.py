@@ -465,10 +465,10 @@ def summary_rows(outcomes: Sequence[PodOutcome]) -> list[list[str]]:
 
 def summary_table(outcomes: Sequence[PodOutcome]) -> str:
     """Aligned columns like ``kubectl get``; the RESULT column is last and never padded."""
-    rows = summary_rows(outcomes)
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
-    lines = ["   ".join([cell.ljust(widths[c]) for c, cell in enumerate(r[:-1])] + [r[-1]]) for r in rows]
-    return "\n".join(lines)
+    from kubectl_dotnet_monitor.artifacts.render import table
+
+    header, *rows = summary_rows(outcomes)
+    return table(header, rows)
 
 
 def summary_line(outcomes: Sequence[PodOutcome], wall: float) -> str:

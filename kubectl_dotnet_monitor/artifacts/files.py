@@ -66,9 +66,6 @@ class OutputTarget:
     def is_stdout(self) -> bool:
         return self.path is None
 
-    def describe(self) -> str:
-        return "standard output" if self.path is None else str(self.path)
-
 
 def resolve_output(output: str | None, default_name: str, *, overwrite: bool = False, cwd: Path | None = None) -> OutputTarget:
     """Turn ``-o`` into a target, checking what can be checked before anything is collected.
@@ -142,7 +139,6 @@ class ArtifactFile:
         self._fd: int | None = None
         self._written_back = 0  # bytes already handed to writeback
         self._stdout = stdout
-        self.final_path: Path | None = None
 
     def open(self) -> "ArtifactFile":
         """Create the temporary file (0600) next to the final one; fail early if we cannot."""
@@ -224,7 +220,6 @@ class ArtifactFile:
         except OSError as exc:
             raise _output_error(exc, final.parent, self.bytes_written) from exc
         self._temp = None
-        self.final_path = final
         return final
 
     @staticmethod

@@ -70,7 +70,7 @@ def livemetric_line(record: dict) -> str:
 
 
 def table(headers: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
-    """A plain aligned table like kubectl's (two spaces between columns, no trailing blanks)."""
+    """A plain aligned table like kubectl's (three spaces between columns, no trailing blanks)."""
     head = [str(h) for h in headers]
     body = [["" if c is None else str(c) for c in row] for row in rows]
     widths = [max([len(head[i])] + [len(r[i]) for r in body]) for i in range(len(head))]
@@ -140,9 +140,3 @@ def operation_lines(op: dict) -> list[str]:
         lines.append(f"Error:       {error.get('code') or ''} {error.get('message') or ''}".rstrip())
     return lines
 
-
-def rule_rows(rules: dict) -> Iterator[list[object]]:
-    """Rows ``NAME STATE REASON`` of ``GET /collectionrules``."""
-    for name, desc in sorted(rules.items()):
-        desc = desc if isinstance(desc, dict) else {}
-        yield [name, desc.get("state") or "?", desc.get("stateReason") or ""]

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import sys
 
-import click
-
 from kubectl_dotnet_monitor import __version__
-from kubectl_dotnet_monitor.cli.app import cli
+from kubectl_dotnet_monitor.cli.app import cli, run
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (``kubectl-dotnet_monitor``)."""
-    from kubectl_dotnet_monitor.cli.app import run
-
     sys.exit(run(cli, argv))
 
 
-__all__ = ["cli", "main", "__version__", "click"]
+__all__ = ["cli", "main", "__version__"]

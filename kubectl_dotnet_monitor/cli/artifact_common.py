@@ -27,8 +27,10 @@ from kubectl_dotnet_monitor.cli.options import (
     kube_flags,
     kube_options,
     output_options,
+    pods_options,
     process_options,
     say,
+    stack_options,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,57 +40,26 @@ _TARGET_KEYS = ("pid", "uid", "process_name", "app_container", "image", "config_
                 "wait_timeout", "no_inject", "enable_in_process_features")
 _MANY_KEYS = ("label_selector", "all_pods", "parallel")
 
-#: Help text of the TARGET argument, for commands that run on one pod or many.
-TARGETS_HELP = (
-    "TARGET is a pod (POD or pod/NAME) or a workload (deploy/NAME, sts/NAME, ds/NAME, rs/NAME): a "
-    "workload means one of its pods, picked as `kubectl logs` picks it; with --all, every running pod "
-    "of it; -l SELECTOR means every running pod matching."
-)
-
-
-def _stack(func: F, decorators: list) -> F:
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
-
-
-def pods_options(parallel_default: str) -> Callable[[F], F]:
-    """``TARGET``, ``-l``, ``--all``, ``--parallel`` (the command receives ``target``,
-    ``label_selector``, ``all_pods``, ``parallel``; :meth:`Target.take` pops them)."""
-
-    def decorate(func: F) -> F:
-        return _stack(func, [
-            click.argument("target", required=False, metavar="TARGET"),
-            click.option("-l", "--selector", "label_selector", metavar="SELECTOR", default=None,
-                         help="Every running pod matching this label selector (e.g. app=web), instead of TARGET."),
-            click.option("--all", "all_pods", is_flag=True, default=False,
-                         help="With a workload TARGET: every running pod of it (default: one pod, as kubectl "
-                              "logs picks)."),
-            click.option("--parallel", type=click.IntRange(min=1), default=None, metavar="N",
-                         help=f"With several pods: how many at a time (default: {parallel_default})."),
-        ])
-
-    return decorate
-
 
 def no_inject_option(func: F) -> F:
+    """``--no-inject``: use a monitor that already runs, never inject one."""
     return click.option("--no-inject", is_flag=True, default=False,
                         help="Fail instead of injecting a monitor when none runs.")(func)
 
 
 def pod_options(func: F) -> F:
     """The pod's monitor and process: process selection, injection, ``--no-inject``, kubectl flags."""
-    return _stack(func, [process_options, inject_options, no_inject_option, kube_options])
+    return stack_options(func, [process_options, inject_options, no_inject_option, kube_options])
 
 
 def monitor_options(func: F) -> F:
     """The pod's monitor only (no process): injection, ``--no-inject``, kubectl flags."""
-    return _stack(func, [inject_options, no_inject_option, kube_options])
+    return stack_options(func, [inject_options, no_inject_option, kube_options])
 
 
 def existing_monitor_options(func: F) -> F:
     """A monitor that must already run in the pod (never injected): ``-c`` and kubectl flags."""
-    return _stack(func, [
+    return stack_options(func, [
         click.option("-c", "--container", "app_container", metavar="NAME", default=None,
                      help="The app container the monitor serves (when the pod has several)."),
         kube_options,
@@ -96,6 +67,7 @@ def existing_monitor_options(func: F) -> F:
 
 
 def in_process_option(func: F) -> F:
+    """``--enable-in-process-features`` (stacks, exceptions, parameters need them)."""
     return click.option(
         "--enable-in-process-features", is_flag=True, default=False,
         help="When injecting, turn on dotnet-monitor's in-process features (stacks, exceptions, "
@@ -104,6 +76,7 @@ def in_process_option(func: F) -> F:
 
 
 def egress_option(func: F) -> F:
+    """``--egress PROVIDER``: the monitor sends the artifact there instead of the plugin downloading it."""
     return click.option(
         "--egress", "egress", metavar="PROVIDER", default=None,
         help="Send the artifact to this egress provider of the monitor's configuration instead of "
@@ -112,6 +85,7 @@ def egress_option(func: F) -> F:
 
 
 def duration_option(default: str, help_text: str) -> Callable[[F], F]:
+    """``--duration`` with the command's own default and help."""
     return click.option("--duration", type=DURATION, default=default, show_default=True, metavar="DURATION",
                         help=help_text)
 
@@ -119,12 +93,12 @@ def duration_option(default: str, help_text: str) -> Callable[[F], F]:
 def file_artifact_options(func: F) -> F:
     """A file artifact: TARGET/``-l``/``--all``/``--parallel`` + target flags + ``-o``/``--overwrite``/
     ``--idle-timeout``/``--wait``/``-q`` + egress."""
-    return _stack(func, [pods_options("min(8, pods)"), egress_option, output_options, pod_options])
+    return stack_options(func, [pods_options("min(8, pods)"), egress_option, output_options, pod_options])
 
 
 def stream_options(func: F) -> F:
     """A streamed artifact: TARGET/``-l``/``--all``/``--parallel`` + target flags + ``--wait``/``-q`` + egress."""
-    return _stack(func, [
+    return stack_options(func, [
         pods_options("every pod at once"),
         egress_option,
         click.option("--wait", "wait_when_busy", is_flag=True, default=False,
@@ -192,11 +166,13 @@ class Target:
         return one_pod_name(self.target, self.command)
 
     def selector(self) -> Any:
+        """The ``collect.ProcessSelector`` of ``--pid``/``--uid``/``--process-name``."""
         from kubectl_dotnet_monitor.collect import ProcessSelector
 
         return ProcessSelector(pid=self.pid, uid=self.uid, name=self.process_name)
 
     def inject_request(self) -> Any:
+        """The ``InjectRequest`` of the injection flags, checked before any API call."""
         request = build_inject_request(self.app_container, self.image, self.config_file, self.no_auth,
                                        self.wait_timeout, self.rules_file)
         if not self.enable_in_process_features:
@@ -210,6 +186,7 @@ class Target:
         return replace(request, options=options)
 
     def flags(self) -> Any:
+        """The ``KubeFlags`` of this command (given before or after the command name)."""
         return kube_flags(self.ctx, **self.kube)
 
     def resolve(self) -> tuple[Any, Any, Any]:
@@ -272,6 +249,7 @@ class PodTurn:
         return None if self.job is None else self.job.cancel.add_stopper
 
     def open(self, allow_inject: bool | None = None) -> Any:
+        """This pod's session (see :meth:`Target.open`), with the worker's client and cancellation."""
         hook = None
         if self.job is not None:
             self.job.cancel.check()
@@ -326,6 +304,7 @@ def for_each_pod(target: Target, work: Callable[[PodTurn], Any], *, kind: str, q
 
 
 def transfer_options(idle_timeout: float = 120.0, wait_when_busy: bool = False, quiet: bool = False) -> Any:
+    """``collect.TransferOptions`` from ``--idle-timeout``, ``--wait`` and ``-q``."""
     from kubectl_dotnet_monitor.collect import TransferOptions
 
     return TransferOptions(idle_timeout=idle_timeout, wait_when_busy=wait_when_busy, quiet=quiet)
@@ -349,7 +328,10 @@ def run_file_artifact(target: Target, spec: Any, *, output: str | None, overwrit
     transfer = transfer_options(idle_timeout, wait_when_busy, quiet)
     if egress:
         if output is not None:
-            raise click.UsageError("--egress and -o exclude each other: an egressed artifact is not downloaded")
+            from kubectl_dotnet_monitor.errors import UsageError
+
+            raise UsageError("--egress and -o exclude each other: an egressed artifact is not downloaded",
+                             hint="drop -o (the command prints where the monitor sent the artifact), or drop --egress")
         run_egress(target, spec, egress, transfer, before=before)
         return
     # Check -o before touching the cluster: a typo should not cost an injection.
@@ -529,41 +511,17 @@ class _Fetched:
 
 def stdout_out() -> Callable[[Any], None]:
     """Write bytes or text to stdout and flush at once (a stream is read as it comes)."""
-    write_bytes = stdout_bytes()
-    write_text = stdout_writer()
+    text_out = sys.stdout
+    binary_out = getattr(text_out, "buffer", None)
 
     def write(data: Any) -> None:
-        if isinstance(data, str):
-            write_text(data)
-        else:
-            write_bytes(bytes(data))
-
-    return write
-
-
-def stdout_bytes() -> Callable[[bytes], None]:
-    """Write bytes to stdout as they come (pass-through streams: text logs, ndjson)."""
-    out = getattr(sys.stdout, "buffer", None)
-
-    def write(data: bytes) -> None:
-        if out is None:  # a text-only stdout (tests): decode
-            sys.stdout.write(data.decode("utf-8", "replace"))
-            sys.stdout.flush()
+        if isinstance(data, str) or binary_out is None:  # a text-only stdout (tests) gets bytes decoded
+            text_out.write(data if isinstance(data, str) else bytes(data).decode("utf-8", "replace"))
+            text_out.flush()
             return
-        sys.stdout.flush()
-        out.write(data)
-        out.flush()
-
-    return write
-
-
-def stdout_writer() -> Callable[[str], None]:
-    """Write text to stdout and flush at once (a stream is read as it comes)."""
-    out = sys.stdout
-
-    def write(text: str) -> None:
-        out.write(text)
-        out.flush()
+        text_out.flush()  # text written before must not come out after these bytes
+        binary_out.write(bytes(data))
+        binary_out.flush()
 
     return write
 

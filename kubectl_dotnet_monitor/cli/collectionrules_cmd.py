@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
 from kubectl_dotnet_monitor.cli.artifact_common import existing_monitor_options
 from kubectl_dotnet_monitor.cli.options import process_options
+
+T = TypeVar("T")
 
 
 @click.group()
@@ -78,20 +83,29 @@ def get_rule(ctx: click.Context, pod: str, name: str, fmt: str, **kw: object) ->
     emit_structured(_rules_request(ctx, pod, kw, name), fmt)
 
 
-def _rules_request(ctx: click.Context, pod: str, kw: dict, name: str | None) -> object:
+def _rule_path(name: str) -> str:
     import urllib.parse
 
+    return "/collectionrules/" + urllib.parse.quote(name, safe="")
+
+
+def _read_rules(ctx: click.Context, pod: str, kw: dict, read: Callable[[Any, dict], T]) -> T:
+    """``read(monitor, query)`` on the monitor already in ``pod`` (never injected), for the chosen process."""
     from kubectl_dotnet_monitor.cli.artifact_common import Target
     from kubectl_dotnet_monitor.collect import process_target
 
     target = Target.take(ctx, pod, kw)
     session = target.open(allow_inject=False)
-    path = "/collectionrules" + ("" if name is None else "/" + urllib.parse.quote(name, safe=""))
     try:
         _, query = process_target(session.monitor, target.selector())
-        return session.monitor.request_json("GET", path, query) or {}
+        return read(session.monitor, query)
     finally:
         session.close()
+
+
+def _rules_request(ctx: click.Context, pod: str, kw: dict, name: str) -> object:
+    """``GET /collectionrules/{name}``."""
+    return _read_rules(ctx, pod, kw, lambda monitor, query: monitor.request_json("GET", _rule_path(name), query) or {})
 
 
 def _rules_with_details(ctx: click.Context, pod: str, kw: dict) -> tuple[dict, dict]:
@@ -99,26 +113,18 @@ def _rules_with_details(ctx: click.Context, pod: str, kw: dict) -> tuple[dict, d
 
     One session (one token); a rule whose details cannot be read keeps its summary row.
     """
-    import urllib.parse
-
-    from kubectl_dotnet_monitor.cli.artifact_common import Target
-    from kubectl_dotnet_monitor.collect import process_target
     from kubectl_dotnet_monitor.errors import MonitorError, NotFoundError
 
-    target = Target.take(ctx, pod, kw)
-    session = target.open(allow_inject=False)
-    try:
-        _, query = process_target(session.monitor, target.selector())
-        summary = session.monitor.request_json("GET", "/collectionrules", query) or {}
+    def read(monitor: Any, query: dict) -> tuple[dict, dict]:
+        summary = monitor.request_json("GET", "/collectionrules", query) or {}
         details: dict = {}
         for name in summary:
             try:
-                doc = session.monitor.request_json(
-                    "GET", "/collectionrules/" + urllib.parse.quote(name, safe=""), query)
+                doc = monitor.request_json("GET", _rule_path(name), query)
             except (MonitorError, NotFoundError):  # e.g. the process went away in between
                 continue
             if isinstance(doc, dict):
                 details[name] = doc
         return summary, details
-    finally:
-        session.close()
+
+    return _read_rules(ctx, pod, kw, read)

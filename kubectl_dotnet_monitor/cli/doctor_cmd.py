@@ -32,18 +32,16 @@ def doctor(ctx: click.Context, pod: str, container: str | None, output: str, no_
     import json
     import sys
 
+    from kubectl_dotnet_monitor.cli.artifact_common import one_pod_name
     from kubectl_dotnet_monitor.kube.api import KubeClient
     from kubectl_dotnet_monitor.kube.config import resolve_connection
-    from kubectl_dotnet_monitor.kube.workloads import POD, parse_target
     from kubectl_dotnet_monitor.preflight.checks import render_human
     from kubectl_dotnet_monitor.preflight.doctor import run_doctor
 
-    ref = parse_target(pod, default=POD)
-    if ref.kind is not POD:
-        raise click.UsageError(f"doctor checks one pod; {pod!r} is a {ref.kind.kind}")
+    name = one_pod_name(pod, f"`{ctx.command_path}`")
     conn = resolve_connection(kube_flags(ctx, **flags))
     with KubeClient(conn) as client:
-        report = run_doctor(conn, client, conn.namespace, ref.name, app_container=container,
+        report = run_doctor(conn, client, conn.namespace, name, app_container=container,
                             probe_monitor=not no_probe)
     if output == "json":
         click.echo(json.dumps(report.to_dict(), indent=2))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
 from kubectl_dotnet_monitor.cli.artifact_common import file_artifact_options
@@ -66,16 +68,20 @@ def _check_liveness(kind: str, client: object, targets: object, app_container: s
     _confirm_freeze(kind, targets.namespace, pod + more, container, say)
 
 
-def _confirm_freeze(kind: str, namespace: str, pod: str, container: str, say: object) -> None:
+def _confirm_freeze(kind: str, namespace: str, pod: str, container: str, say: Callable[[str], None]) -> None:
+    """Ask on a terminal; without one, refuse (the user must say --yes)."""
     import sys
 
     message = (f"a {kind} dump freezes the process while it is written (seconds to minutes); container "
                f"{container!r} of pod {namespace}/{pod} has a livenessProbe that may fail meanwhile and "
                "restart the container, losing the dump (dotnet-monitor #673)")
+    hint = "pass --yes to dump anyway, or use --type Mini or Triage"
     if not (sys.stdin.isatty() and sys.stderr.isatty()):
-        raise click.UsageError(f"{message}. Pass --yes to dump anyway, or --type Mini/Triage.")
+        from kubectl_dotnet_monitor.errors import UsageError
+
+        raise UsageError(message, hint=hint)
     say(f"warning: {message}")
     if not click.confirm("Dump anyway?", default=False, err=True):
         from kubectl_dotnet_monitor.errors import PluginError
 
-        raise PluginError("no dump taken (declined)")
+        raise PluginError("no dump taken (declined)", hint=hint)

@@ -12,13 +12,13 @@ from kubectl_dotnet_monitor.cli.options import (
     inject_options,
     kube_flags,
     kube_options,
+    pods_options,
     say,
-    target_options,
 )
 
 
 @click.command()
-@target_options
+@pods_options("min(8, pods)")
 @inject_options
 @click.option("--dry-run", is_flag=True, default=False,
               help="Print the ephemeral container that would be sent, as YAML, and change nothing.")
@@ -92,12 +92,11 @@ def inject(ctx: click.Context, target: str | None, label_selector: str | None, a
 
 @dataclass(frozen=True)
 class InjectResult:
-    """A monitor that runs and answers in one pod (the fan-out table reads ``process``)."""
+    """A monitor that runs and answers in one pod (the fan-out table reads ``process``; no file: FILE is "-")."""
 
     pod: str
     container: str
     process: dict | None = None  # the default process it sees, when asked for
-    path: None = None  # no file: the summary table shows "-"
 
 
 def inject_into_pod(conn: object, client: object, namespace: str, pod: str, request: object,
@@ -183,12 +182,3 @@ def _dry_run(client: object, namespace: str, pod: str, request: object) -> str:
     )
     return yaml.safe_dump(container, sort_keys=False)
 
-
-def _pod_name(target: str) -> str:
-    """``POD`` or ``pod/POD`` (``po/``, ``pods/``) → the pod's name."""
-    kind, sep, name = target.partition("/")
-    if not sep:
-        return target
-    if kind.lower() in ("pod", "pods", "po") and name:
-        return name
-    raise click.UsageError(f"{target!r}: expected a pod name or pod/NAME")

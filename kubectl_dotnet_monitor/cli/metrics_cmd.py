@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from kubectl_dotnet_monitor.cli.artifact_common import monitor_options, pods_options
+from kubectl_dotnet_monitor.cli.artifact_common import monitor_options
+from kubectl_dotnet_monitor.cli.options import pods_options
 
 
 @click.command()

@@ -53,6 +53,13 @@ class Duration(click.ParamType):
 DURATION = Duration()
 
 
+def stack_options(func: F, decorators: list[Callable[[Any], Any]]) -> F:
+    """Apply ``decorators`` so that ``--help`` lists them in the order given."""
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
 def kube_options(func: F) -> F:
     """``--kubeconfig``, ``--context``, ``--cluster``, ``--user``, ``-n``, ``--request-timeout``."""
     decorators = [
@@ -65,9 +72,7 @@ def kube_options(func: F) -> F:
         # Accepted before and after the command, as kubectl users type it; run() reads it from argv.
         click.option("-v", "--verbose", count=True, expose_value=False, help="More detail on stderr; tracebacks on errors."),
     ]
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
+    return stack_options(func, decorators)
 
 
 def kube_flags(ctx: click.Context, **given: Any) -> "KubeFlags":  # noqa: F821 - lazy import
@@ -101,9 +106,7 @@ def inject_options(func: F) -> F:
         click.option("--timeout", "wait_timeout", type=DURATION, default="2m", show_default=True, metavar="DURATION",
                      help="How long to wait for an injected monitor to start."),
     ]
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
+    return stack_options(func, decorators)
 
 
 def process_options(func: F) -> F:
@@ -113,9 +116,7 @@ def process_options(func: F) -> F:
         click.option("--uid", default=None, metavar="UID", help="Runtime instance id (from `processes`)."),
         click.option("--process-name", default=None, metavar="NAME", help="Process name, e.g. dotnet or the app's name."),
     ]
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
+    return stack_options(func, decorators)
 
 
 def output_options(func: F) -> F:
@@ -130,9 +131,7 @@ def output_options(func: F) -> F:
                      help="If another collection of the same kind runs in the pod, wait for it instead of failing."),
         click.option("-q", "--quiet", is_flag=True, default=False, help="No progress bar and no summary line."),
     ]
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
+    return stack_options(func, decorators)
 
 
 def build_inject_request(app_container: str | None, image: str | None, config_file: str | None,
@@ -173,21 +172,24 @@ def build_inject_request(app_container: str | None, image: str | None, config_fi
                          listen_reason="collection rules (--rules)")
 
 
-def target_options(func: F) -> F:
+def pods_options(parallel_default: str) -> Callable[[F], F]:
     """``TARGET`` (POD, pod/NAME, deploy/NAME, sts/NAME, ds/NAME, rs/NAME), ``-l``, ``--all``, ``--parallel``.
 
     The command receives ``target``, ``label_selector``, ``all_pods`` and ``parallel``; resolve them
     with ``kube.targets.resolve_targets`` and, when ``.many``, run through ``fanout.run_many``.
+    ``parallel_default`` is what ``--help`` says happens without ``--parallel``.
     """
-    decorators = [
-        click.argument("target", required=False, metavar="TARGET"),
-        click.option("-l", "--selector", "label_selector", metavar="SELECTOR", default=None,
-                     help="Every running pod matching this label selector (e.g. app=web), instead of TARGET."),
-        click.option("--all", "all_pods", is_flag=True, default=False,
-                     help="With a workload TARGET: every running pod of it (default: one pod, as kubectl logs picks)."),
-        click.option("--parallel", type=click.IntRange(min=1), default=None, metavar="N",
-                     help="With several pods: how many at a time (default: min(8, pods))."),
-    ]
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
+
+    def decorate(func: F) -> F:
+        return stack_options(func, [
+            click.argument("target", required=False, metavar="TARGET"),
+            click.option("-l", "--selector", "label_selector", metavar="SELECTOR", default=None,
+                         help="Every running pod matching this label selector (e.g. app=web), instead of TARGET."),
+            click.option("--all", "all_pods", is_flag=True, default=False,
+                         help="With a workload TARGET: every running pod of it (default: one pod, as kubectl "
+                              "logs picks)."),
+            click.option("--parallel", type=click.IntRange(min=1), default=None, metavar="N",
+                         help=f"With several pods: how many at a time (default: {parallel_default})."),
+        ])
+
+    return decorate

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from kubectl_dotnet_monitor.cli.artifact_common import monitor_options, pods_options
+from kubectl_dotnet_monitor.cli.artifact_common import monitor_options
+from kubectl_dotnet_monitor.cli.options import pods_options
 
 
 @click.command()
@@ -37,23 +38,18 @@ def processes(ctx: click.Context, fmt: str, **kw: object) -> None:
 
     target = Target.take(ctx, None, kw)
 
-    def one(turn: object) -> tuple[str, list[dict]]:
+    def one(turn: object) -> tuple[str, bool, list[dict]]:
         session = turn.open()
         try:
             found = session.monitor.processes()
-            return turn.pod, [{**(session.monitor.request_json("GET", "/process", process_query(p)) or {}), **p}
-                              for p in found]
+            return turn.pod, turn.many, [
+                {**(session.monitor.request_json("GET", "/process", process_query(p)) or {}), **p} for p in found]
         finally:
             session.close()
 
-    many = []
-
-    def single(turn: object, value: tuple) -> None:
-        many.append(False)
-
-    values = for_each_pod(target, one, kind="processes", single=single, streaming=True)
-    many = not many
-    detailed = [{"pod": pod, **proc} if many else proc for pod, procs in values for proc in procs]
+    values = for_each_pod(target, one, kind="processes", streaming=True)
+    many = any(pod_many for _, pod_many, _ in values)  # --all/-l: a POD column even for one match
+    detailed = [{"pod": pod, **proc} if many else proc for pod, _, procs in values for proc in procs]
     if fmt != "table":
         emit_structured(detailed, fmt)
         return
