@@ -357,6 +357,10 @@ def run_on_pods(pods: Sequence[str], work: Callable[[PodJob], Any], *, namespace
                          cancel=cancel, conn=conn, client=client, slot=slot)
             try:
                 outcome.value = work(job)
+            except BrokenPipeError as exc:
+                # Whoever read our stdout is gone (`| head`): no pod's output can go anywhere, stop all.
+                outcome.error = exc
+                cancel.cancel()
             except BaseException as exc:  # noqa: BLE001 - one pod's failure is reported, not fatal
                 outcome.error = Interrupted("interrupted") if cancel.cancelled else exc
             finally:
@@ -541,7 +545,7 @@ def run_many(targets: Any, work: Callable[[PodJob], Any], *, conn: Any, parallel
                     f"in namespace {targets.namespace}, {width} at a time")
 
     def done(outcome: PodOutcome) -> None:
-        if not outcome.ok:
+        if not outcome.ok and not isinstance(outcome.error, BrokenPipeError):
             console.say(f"error: [pod/{outcome.pod}] {outcome.message()}")
 
     started = time.monotonic()
@@ -554,6 +558,8 @@ def run_many(targets: Any, work: Callable[[PodJob], Any], *, conn: Any, parallel
         raise Interrupted("interrupted: the pods still collecting were stopped and their temporary files "
                           "removed; the files listed above are complete", signum=15 if
                           exc.exit_code == ExitCode.TERMINATED else 2) from None
+    if any(isinstance(o.error, BrokenPipeError) for o in outcomes):
+        raise BrokenPipeError("standard output was closed")  # the CLI ends quietly, as for one pod
     failed = fanout_exit_code(outcomes)
     _report(outcomes, time.monotonic() - started, stream, print_result, table or bool(failed) or cancel.stopping)
     if cancel.stopping:

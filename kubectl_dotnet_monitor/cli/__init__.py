@@ -9,12 +9,19 @@ from __future__ import annotations
 import sys
 
 from kubectl_dotnet_monitor import __version__
-from kubectl_dotnet_monitor.cli.app import cli, run
+from kubectl_dotnet_monitor.cli.app import cli, run, silence_stdout
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (``kubectl-dotnet_monitor``)."""
-    sys.exit(run(cli, argv))
+    code = run(cli, argv)
+    try:
+        sys.stdout.flush()  # now, while a closed pipe can still be handled
+    except BrokenPipeError:
+        silence_stdout()
+    except (OSError, ValueError):
+        pass
+    sys.exit(code)
 
 
 __all__ = ["cli", "main", "__version__"]

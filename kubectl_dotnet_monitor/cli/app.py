@@ -83,6 +83,17 @@ def _raise_on_sigterm() -> None:
         pass
 
 
+def silence_stdout() -> None:
+    """Point file descriptor 1 at /dev/null, so that no later flush (the interpreter flushes stdout
+    at exit) fails on a closed pipe and turns a clean `| head` into an error exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def run(group: click.Group, argv: list[str] | None = None) -> int:
     """Run the CLI and turn every outcome into an exit code; never let a traceback out unless -v."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -112,11 +123,8 @@ def run(group: click.Group, argv: list[str] | None = None) -> int:
         click.echo("error: interrupted", err=True)
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
-        # Reader went away (e.g. `| head`): not our failure; silence the flush at exit.
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
+        # Reader went away (e.g. `| head`): not our failure.
+        silence_stdout()
         return ExitCode.OK
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if verbose:

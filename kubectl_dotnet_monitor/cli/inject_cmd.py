@@ -171,8 +171,13 @@ def _dry_run(client: object, namespace: str, pod: str, request: object) -> str:
     for warning in plan.warnings:
         say(f"warning: {warning}")
     if plan.action != "create":
+        from dataclasses import replace
+
+        from kubectl_dotnet_monitor.inject.spec import next_monitor_name
+
         say(f"a monitor ({plan.container_name}, {plan.existing.describe_state()}) is already in the pod: "
             "inject would reuse it and send nothing; showing what a new one would look like")
+        plan = replace(plan, container_name=next_monitor_name(pod_obj))
     key = None if request.options.no_auth else generate_api_key()
     container = render_container(
         pod_obj, plan, request,

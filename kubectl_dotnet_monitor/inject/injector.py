@@ -131,8 +131,9 @@ def ensure_monitor(
 
         check_listen_mode(pod, request.options.app_container, what=request.listen_reason)
     plan = plan_injection(pod, request.options)
-    for warning in plan.warnings:
-        say(f"warning: {warning}")
+    if plan.action != "create" or allow_inject:  # warnings about a monitor we will not inject are noise
+        for warning in plan.warnings:
+            say(f"warning: {warning}")
 
     if plan.action == "reuse":
         assert plan.existing is not None
@@ -146,7 +147,8 @@ def ensure_monitor(
     if not allow_inject:
         raise NotReadyError(
             f"no dotnet-monitor runs in pod {namespace}/{pod_name}",
-            f"inject one first (kubectl dotnet-monitor inject {pod_name} -n {namespace}) or drop --no-inject",
+            f"inject one first: kubectl dotnet-monitor inject {pod_name} -n {namespace} (the collecting commands "
+            "inject one themselves unless given --no-inject)",
         )
     check_cluster_version(client.version())
     check_secret_refs(client, namespace, request.secret_refs, say)

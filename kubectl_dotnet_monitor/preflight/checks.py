@@ -254,8 +254,17 @@ def check_app_container(pod: dict, plan: InjectionPlan | None = None, error: Plu
     ns = meta.get("namespace")
     name = "app container"
     prepare = f"kubectl dotnet-monitor prepare {suggested_prepare_target(pod)} -n {ns}"
+    controlled = any(ref.get("controller") for ref in meta.get("ownerReferences") or [])
+
+    def advise(change: str) -> str:
+        if controlled:
+            return f"run `{prepare}` to {change}"
+        return (f"pod {meta.get('name')} belongs to no Deployment, StatefulSet or DaemonSet, so `prepare` cannot "
+                f"change it: {change} in the manifest that creates it (an emptyDir volume mounted in the app "
+                "container, DOTNET_DiagnosticPorts=<socket on it>,nosuspend), then recreate the pod")
+
     if error is not None:
-        fix = f"run `{prepare}` to print (or --apply) the change"
+        fix = f"run `{prepare}` to print (or --apply) the change" if controlled else advise("make the change")
         if error.hint and "diagnostic port on a shared volume" not in error.hint:
             fix = error.hint  # something prepare cannot fix (e.g. diagnostics disabled, -c)
         return failed(name, error.message, fix, ExitCode(int(error.exit_code)))
@@ -272,14 +281,14 @@ def check_app_container(pod: dict, plan: InjectionPlan | None = None, error: Plu
                 name,
                 f"container {container!r} has a diagnostic port at {where}, but without ',nosuspend': "
                 "the app waits at every start until a monitor connects",
-                f"run `{prepare}` to add ',nosuspend'",
+                advise("add ',nosuspend'"),
             )
         return passed(name, f"container {container!r} has a diagnostic port: {where}, nosuspend")
     return warned(
         name,
         f"container {container!r} has no diagnostic port; the monitor will join its process namespace "
         "(Connect mode: no stacks, exceptions, parameters or collection rules)",
-        f"for every feature, run `{prepare}` to add a diagnostic port",
+        "for every feature, " + advise("add a diagnostic port"),
     )
 
 

@@ -270,6 +270,13 @@ def test_parameters_posts_methods(cli, sandbox, full):
     assert docs and docs[0]["typeName"] == "Web.Orders.OrderService" and docs[0]["methodName"] == "Place"
 
 
+def test_parameters_limit_ends_the_capture(cli, sandbox, full):
+    run = cli("parameters", full, "--method", "Web.dll!Web.Orders.OrderService.Place", "--limit", "2", "-f",
+              "-o", "json")
+    assert run.returncode == 0, run.stderr
+    assert len(run.stdout.splitlines()) == 2
+
+
 def test_parameters_bad_method_is_a_usage_error(cli):
     run = cli("parameters", "plain", "--method", "Place")
     assert run.returncode == 2 and "MODULE!NAMESPACE.TYPE.METHOD" in run.stderr

@@ -45,3 +45,40 @@ def test_pod_without_dotnet(basic, tmp_path):
     run = run_plugin(basic, "gcdump", "nodotnet", "-o", str(out) + "/")
     assert_user_error(run, 7, "no .NET process", "DOTNET_DiagnosticPorts", "doctor")
     assert_no_artifacts(out)
+
+
+@pytest.mark.parametrize("args", [
+    ("processes", "POD", "-o", "json"),
+    ("logs", "-l", "app=web", "--duration", "3s"),
+])
+def test_a_reader_that_stops_early_is_not_an_error(basic, args):
+    # `kubectl dotnet-monitor logs -l app=web | head -1`: the pipe closes while pods still write.
+    import subprocess
+
+    from tests.integration.conftest import plugin_command, plugin_env
+
+    pod = pods_by_label(basic, "default", app="web")[0]
+    argv = plugin_command(*[pod if a == "POD" else a for a in args])
+    producer = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=plugin_env(basic))
+    producer.stdout.read(1)
+    producer.stdout.close()  # what `head -c 1` does
+    _, err = producer.communicate(timeout=60)
+    assert producer.returncode == 0, err.decode()
+    assert b"error:" not in err and b"Traceback" not in err
+
+
+def test_dry_run_next_to_a_running_monitor_shows_the_next_name(basic):
+    import yaml
+
+    pod = pods_by_label(basic, "default", app="web")[0]
+    assert run_plugin(basic, "inject", pod).rc == 0
+    run = run_plugin(basic, "inject", pod, "--dry-run")
+    assert run.rc == 0, str(run)
+    assert yaml.safe_load(run.stdout)["name"] == "dotnet-monitor-2"
+    assert "would reuse it" in run.stderr
+
+
+def test_doctor_does_not_offer_prepare_for_a_pod_without_a_controller(basic):
+    run = run_plugin(basic, "doctor", "unprepared")
+    assert "prepare pod/unprepared" not in run.stdout + run.stderr, str(run)
+    assert "belongs to no Deployment, StatefulSet or DaemonSet" in run.stdout, str(run)

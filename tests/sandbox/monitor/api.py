@@ -579,7 +579,7 @@ class MonitorApi:
                 raise BindingError("BufferSizeInMB", "The field BufferSizeInMB must be between 1 and 1024.")
 
     def _record_stream(self, req: Request, kind: str, proc, media: str, duration: float | None, interval: float,
-                       make_records, attachment: bool, name: str):
+                       make_records, attachment: bool, name: str, limit: int | None = None):
         def produce(sink, op):
             n = 0
             elapsed = 0.0
@@ -588,6 +588,8 @@ class MonitorApi:
                 for rec in make_records(n):
                     sink.write(memoryview(rec))
                 n += 1
+                if limit is not None and n >= limit:
+                    return  # e.g. parameters' captureLimit: the session ends by itself
                 if duration is not None and elapsed + interval > duration + 1e-9:
                     left = duration - elapsed
                     if left > 0 and sink.pause(left, op.stop_event, op.cancel_event) and op.cancel_event.is_set():
@@ -699,9 +701,12 @@ class MonitorApi:
         interval = self.m.knobs.artifact("parameters").interval * self.m.knobs.time_scale
         ext = "txt" if media == "text/plain" else "json"
         name = f"{art.utc_stamp()}_{proc.pid}.parameters.{ext}"
+        limit = body.get("capturelimit")
+        if limit is not None and (not isinstance(limit, int) or limit < 1):
+            raise BindingError("CaptureLimit", "The field CaptureLimit must be between 1 and 2147483647.")
         return self._record_stream(req, "parameters", proc, media, duration, interval,
                                    lambda n: [art.format_parameter(art.parameter_record(n, methods), media)],
-                                   attachment=media != "text/plain", name=name)
+                                   attachment=media != "text/plain", name=name, limit=limit)
 
 
 def hash_text(text: str) -> int:
