@@ -433,28 +433,11 @@ def resolve_connection(
             f"no context is selected: no current-context in {', '.join(merged.files)} and no --context",
             hint=f"known contexts: {known}; use --context NAME or `kubectl config use-context NAME`",
         )
-    cluster_entry = merged.clusters.get(cluster_name)
-    if cluster_entry is None:
-        known = ", ".join(sorted(merged.clusters)) or "none"
-        if flags.cluster:
-            message = f'cluster "{cluster_name}" given with --cluster does not exist in the kubeconfig'
-        else:
-            message = f'context "{context_name}" refers to cluster "{cluster_name}", which is not in the kubeconfig'
-        raise ConfigError(message, hint=f"known clusters: {known}; fix the context or pass --cluster NAME")
-    cluster = cluster_entry.body
-
+    cluster = _named_entry(merged.clusters, "cluster", cluster_name, bool(flags.cluster), context_name)
     user_name = flags.user or context.get("user") or None
-    user: dict[str, Any] = {}
-    if user_name:
-        user_entry = merged.users.get(user_name)
-        if user_entry is None:
-            known = ", ".join(sorted(merged.users)) or "none"
-            if flags.user:
-                message = f'user "{user_name}" given with --user does not exist in the kubeconfig'
-            else:
-                message = f'context "{context_name}" refers to user "{user_name}", which is not in the kubeconfig'
-            raise ConfigError(message, hint=f"known users: {known}; fix the context or pass --user NAME")
-        user = user_entry.body
+    user: dict[str, Any] = (
+        _named_entry(merged.users, "user", user_name, bool(flags.user), context_name) if user_name else {}
+    )
 
     server = cluster.get("server")
     if not server:
@@ -490,6 +473,20 @@ def resolve_connection(
         credentials=credentials,
         kubeconfig_files=tuple(merged.files),
     )
+
+
+def _named_entry(entries: Mapping[str, _Entry], kind: str, name: str, from_flag: bool,
+                 context_name: str | None) -> dict[str, Any]:
+    """The body of the ``kind`` (cluster or user) called ``name``, or the ConfigError kubectl would give."""
+    entry = entries.get(name)
+    if entry is not None:
+        return entry.body
+    known = ", ".join(sorted(entries)) or "none"
+    if from_flag:
+        message = f'{kind} "{name}" given with --{kind} does not exist in the kubeconfig'
+    else:
+        message = f'context "{context_name}" refers to {kind} "{name}", which is not in the kubeconfig'
+    raise ConfigError(message, hint=f"known {kind}s: {known}; fix the context or pass --{kind} NAME")
 
 
 def _exec_cluster_info(server: str, cluster: dict[str, Any], tls: TlsSettings) -> dict[str, Any]:
