@@ -309,20 +309,24 @@ def _list_keys_for(path: tuple[str, ...]) -> dict[str, str]:
     return {}
 
 
+def _patched(obj: dict, body: bytes, content_type: str) -> dict:
+    """``obj`` with ``body`` applied by the patch type its content type names (415 otherwise)."""
+    media = _media_type(content_type)
+    if media == CONTENT_TYPE_SMP:
+        return _strategic_merge(obj, body)
+    if media == CONTENT_TYPE_MERGE:
+        return _merge_patch(obj, body)
+    if media == CONTENT_TYPE_JSON_PATCH:
+        return _json_patch(obj, body)
+    raise UnsupportedMediaType(_UNKNOWN_PATCH_TYPE)
+
+
 def apply_object_patch(obj: dict, body: bytes, content_type: str) -> dict:
     """Apply a PATCH body to an apps/v1 workload (not modified) and return the patched object.
 
     Same patch types, errors and strategic merge keys as `apply_patch` (the pod template inside
     ``spec.template`` merges like a pod); no pod shape check and no pod defaulting."""
-    media = _media_type(content_type)
-    if media == CONTENT_TYPE_SMP:
-        result = _strategic_merge(obj, body)
-    elif media == CONTENT_TYPE_MERGE:
-        result = _merge_patch(obj, body)
-    elif media == CONTENT_TYPE_JSON_PATCH:
-        result = _json_patch(obj, body)
-    else:
-        raise UnsupportedMediaType(_UNKNOWN_PATCH_TYPE)
+    result = _patched(obj, body, content_type)
     template = (result.get("spec") or {}).get("template") if isinstance(result, dict) else None
     shape_error = check_pod_shape(template) if isinstance(template, dict) else None
     if shape_error:
@@ -349,15 +353,7 @@ def apply_patch(pod: dict, body: bytes, content_type: str) -> dict:
     `InternalError` (what the API server reports as 500, e.g. a missing merge key).
     The result is defaulted like the API server's decoder defaults it (`default_pod`).
     """
-    media = _media_type(content_type)
-    if media == CONTENT_TYPE_SMP:
-        result = _strategic_merge(pod, body)
-    elif media == CONTENT_TYPE_MERGE:
-        result = _merge_patch(pod, body)
-    elif media == CONTENT_TYPE_JSON_PATCH:
-        result = _json_patch(pod, body)
-    else:
-        raise UnsupportedMediaType(_UNKNOWN_PATCH_TYPE)
+    result = _patched(pod, body, content_type)
     shape_error = check_pod_shape(result)
     if shape_error:
         patch_repr = body.decode("utf-8", "replace")
